@@ -1,0 +1,136 @@
+"""Glue between Hydra and the orchestrator, for both ways a cell can start.
+
+Sweep (``+sweep=NAME`` or ``-m``): the HarnessSweeper composes every job in the parent,
+plans the cells, opens the parent run, then hands the cells still to run to whatever Hydra
+launcher is configured (local by default; submitit for a cluster), each job carrying its
+parent run id and cell key as ``run.*`` overrides. Single run: the task plans its one cell and
+runs it as a sweep of one. Hydra discards a task's return value, so the exit status travels
+through ``exit_code()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.types import HydraContext
+from omegaconf import DictConfig, OmegaConf
+
+from harness.errors import UserError
+from harness.matrix import Cell, expand
+from harness.orchestrator import Sweep, execute_cell
+from harness.plan import plan_cell
+from harness.progress import Console
+from harness.result import Outcome
+from harness.tracking import MlflowSink
+
+_INTERNAL = ("run.parent_run_id=", "run.cell_key=", "run.sweep_id=", "run.sweep_name=")
+_exit: dict[str, Any] = {"code": 0, "error": None}
+
+
+def exit_code() -> int:
+    return int(_exit["code"])
+
+
+def user_error() -> UserError | None:
+    """A UserError the task caught: Hydra would print 'Error executing job' and re-raise."""
+    error: UserError | None = _exit["error"]
+    return error
+
+
+def _cell_overrides(overrides: Sequence[str]) -> list[str]:
+    return [o for o in overrides if not o.startswith(_INTERNAL)]
+
+
+def _sweep_name(config: DictConfig) -> str:
+    choices = config.hydra.runtime.choices
+    return str(choices.get("sweep") or "multirun")
+
+
+def plan_sweep(config: DictConfig, context: HydraContext, jobs: list[list[str]]) -> list[Cell]:
+    cells = []
+    for i, overrides in enumerate(jobs):
+        cfg = context.config_loader.load_sweep_config(config, list(overrides))
+        cells.append(plan_cell(i, cfg, cfg.hydra.runtime.choices, overrides))
+    trackings = {(c.config.tracking.uri, c.config.tracking.experiment) for c in cells}
+    if len(trackings) > 1:
+        raise UserError("tracking.* must be the same for every cell of a sweep")
+    return cells
+
+
+def _outcome(sweep: Sweep, cell: Cell, ret: JobReturn) -> Outcome:
+    if ret.status is JobStatus.COMPLETED and isinstance(ret.return_value, Outcome):
+        return ret.return_value
+    return sweep.failed(cell, f"job raised {ret._return_value!r}")
+
+
+def run_sweep(
+    config: DictConfig,
+    context: HydraContext,
+    launcher: Any,
+    params: dict[str, str] | None,
+    arguments: list[str],
+    max_batch_size: int | None,
+) -> None:
+    """The HarnessSweeper's body."""
+    jobs = expand(params, arguments)
+    cells = plan_sweep(config, context, jobs)
+    name = _sweep_name(config)
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    console = Console()
+    sweep = Sweep(name, cells, MlflowSink(cells[0].config.tracking), console)
+    pending = sweep.start(force=cells[0].config.run.force)
+    size = max_batch_size or max(len(pending), 1)
+    for start in range(0, len(pending), size):
+        batch = pending[start : start + size]
+        overrides = [
+            [
+                *c.overrides,
+                f"run.parent_run_id={sweep.parent_id}",
+                f"run.cell_key={c.key}",
+                f"run.sweep_id={sweep.id}",
+                f"run.sweep_name={name}",
+            ]
+            for c in batch
+        ]
+        for c in batch:
+            console.started(c)
+        returns = launcher.launch(overrides, initial_job_idx=start)
+        for cell, ret in zip(batch, returns, strict=True):
+            sweep.record(cell, _outcome(sweep, cell, ret))
+    _exit["code"] = sweep.finish(sweep_dir)
+
+
+def run_task(cfg: DictConfig) -> Outcome | None:
+    """The Hydra task: one cell of a sweep, or a single run when no sweeper launched it."""
+    try:
+        return _run_task(cfg)
+    except UserError as e:
+        _exit["error"] = e
+        return None
+
+
+def _run_task(cfg: DictConfig) -> Outcome | None:
+    hc = HydraConfig.get()
+    overrides = _cell_overrides(list(hc.overrides.task))
+    index = 0 if OmegaConf.is_missing(hc.job, "num") else int(hc.job.num)
+    cell = plan_cell(index, cfg, hc.runtime.choices, overrides)
+    out_dir = Path(hc.runtime.output_dir)
+    run = cell.config.run
+    sink = MlflowSink(cell.config.tracking)
+    if run.parent_run_id:
+        identity = (run.sweep_id or "", run.sweep_name or "")
+        return execute_cell(cell, out_dir / "cell", sink, run.parent_run_id, identity)
+    console = Console()
+    sweep = Sweep("single", [cell], sink, console)
+    for pending in sweep.start(force=run.force):
+        console.started(pending)
+        outcome = execute_cell(pending, out_dir / "cell", sink, sweep.parent_id, (sweep.id, "single"))
+        sweep.record(pending, outcome)
+    _exit["code"] = sweep.finish(out_dir)
+    return None

@@ -1,0 +1,189 @@
+"""Run cells in fresh worker processes and record every one of them.
+
+``Sweep`` is the parent's view: it opens (or, on resume, reopens) the sweep's parent run,
+records skipped cells, finds cells already finished, then collects outcomes and prints the
+summary. ``execute_cell`` runs one cell: artifact (cached or built by a ``prepare`` worker),
+measurement in a ``run`` worker, then one child run in the sink. A failing cell becomes a
+FAILED run with its error's last lines; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from harness import worker
+from harness.artifacts import ArtifactCache
+from harness.config import to_container
+from harness.matrix import Cell, sweep_id
+from harness.metadata import environment
+from harness.plan import source_of
+from harness.process import ProcessResult, python_module, run_process
+from harness.progress import Console
+from harness.quantize import describe, plan
+from harness.record import cell_record, skipped_result, sweep_record
+from harness.result import CellResult, Outcome, Status, load_result, write_json_atomic
+from harness.tracking import FAILED, FINISHED, ResultSink
+from runners import get_runner
+
+MEASURED = (Status.ok, Status.invalid)
+
+
+def _worker(phase: str, cell_dir: Path, timeout_s: float) -> ProcessResult:
+    argv = python_module("harness.worker", phase, str(cell_dir))
+    return run_process(argv, cell_dir / f"{phase}.log", timeout_s)
+
+
+def _failure(pr: ProcessResult, cell_dir: Path, phase: str, timeout_s: float) -> CellResult:
+    """The worker's own failed result when it wrote one, else what the exit tells."""
+    path = cell_dir / worker.RESULT_FILE
+    if path.is_file():
+        return load_result(path)
+    where = "artifact preparation" if phase == "prepare" else "measurement"
+    return CellResult(
+        status=Status.failed,
+        reason=f"{where} worker {pr.describe(timeout_s)}",
+        error=pr.log_tail,
+    )
+
+
+def _artifact(cell: Cell, cell_dir: Path) -> CellResult | None:
+    """Write artifact.json from the cache, or build it in a prepare worker; a failure result
+    when that fails."""
+    cfg = cell.config
+    source = source_of(cfg)
+    steps = plan(cfg.method.name, cfg.precision.name, source.sha256, source.table)
+    spec = {
+        "cell_id": cell.cell_id,
+        "cell_key": cell.key,
+        "config": to_container(cfg),
+        "source": str(source.path),
+        "steps": [asdict(s) for s in steps],
+    }
+    write_json_atomic(cell_dir / worker.CELL_FILE, spec)
+    (cell_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    if not steps:
+        info = describe(source.path, None, None, source.sha256)
+    else:
+        info = ArtifactCache(Path(cfg.run.cache_dir)).lookup(steps[-1].key)  # type: ignore[assignment]
+    if info is not None:
+        write_json_atomic(cell_dir / worker.ARTIFACT_FILE, info)
+        return None
+    pr = _worker("prepare", cell_dir, cfg.run.prepare_timeout_s)
+    if pr.returncode != 0:
+        return _failure(pr, cell_dir, "prepare", cfg.run.prepare_timeout_s)
+    return None
+
+
+def _measure(cell: Cell, cell_dir: Path) -> CellResult:
+    timeout = cell.config.run.timeout_s
+    pr = _worker("run", cell_dir, timeout)
+    path = cell_dir / worker.RESULT_FILE
+    if not path.is_file():
+        return _failure(pr, cell_dir, "run", timeout)
+    result = load_result(path)
+    if pr.returncode != 0 and result.status in MEASURED:
+        note = f"worker {pr.describe(timeout)} after writing its result"
+        result = replace(result, reason="; ".join(x for x in (result.reason, note) if x))
+    return result
+
+
+def execute_cell(
+    cell: Cell, cell_dir: Path, sink: ResultSink, parent_id: str, sweep: tuple[str, str]
+) -> Outcome:
+    """Run one cell end to end and log it; never raises for a failure of the cell itself."""
+    t0 = time.perf_counter()
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (worker.RESULT_FILE, worker.ARTIFACT_FILE, worker.EVENTS_FILE, worker.ENV_FILE):
+        (cell_dir / stale).unlink(missing_ok=True)
+    result = _artifact(cell, cell_dir) or _measure(cell, cell_dir)
+    env_file = cell_dir / worker.ENV_FILE
+    env = json.loads(env_file.read_text()) if env_file.is_file() else environment()
+    record = cell_record(cell, result, env, *sweep)
+    files = ("cell.json", "config.yaml", "result.json", "events.jsonl", "environment.json")
+    record.files = [cell_dir / f for f in (*files, "prepare.log", "run.log")]
+    status = FINISHED if result.status in MEASURED else FAILED
+    run_id = sink.log_run(record, parent_id, status)
+    return Outcome(
+        cell_id=cell.cell_id,
+        key=cell.key,
+        status=result.status,
+        reason=result.reason,
+        run_id=run_id,
+        metrics=result.metrics,
+        duration_s=time.perf_counter() - t0,
+        synthetic=get_runner(cell.config.runtime.name).capabilities.synthetic,
+    )
+
+
+class Sweep:
+    """The parent's side of one sweep: plan, resume, progress, summary, exit status."""
+
+    def __init__(self, name: str, cells: list[Cell], sink: ResultSink, console: Console) -> None:
+        self.name = name
+        self.cells = cells
+        self.sink = sink
+        self.console = console
+        self.id = sweep_id(name, [c.key for c in cells])
+        self.outcomes: dict[str, Outcome] = {}
+        self.env: dict[str, Any] = {}
+        self.parent_id = ""
+
+    def start(self, force: bool) -> list[Cell]:
+        """Open the parent run, record skips, find finished cells; the cells left to run."""
+        self.env = environment()
+        self.parent_id = self.sink.open_sweep(
+            self.id, sweep_record(self.id, self.name, self.cells, self.env)
+        )
+        done = {} if force else self.sink.finished_cells()
+        pending = []
+        for cell in self.cells:
+            if cell.key in done:
+                status = Status.skipped if cell.skip else Status.cached
+                run_id, metrics = done[cell.key]
+                self.outcomes[cell.key] = Outcome(
+                    cell.cell_id, cell.key, status, cell.skip or "", run_id, metrics
+                )
+            elif cell.skip:
+                self._log_skip(cell)
+            else:
+                pending.append(cell)
+        self.console.plan(self, pending)
+        return pending
+
+    def _log_skip(self, cell: Cell) -> None:
+        record = cell_record(cell, skipped_result(cell), self.env, self.id, self.name)
+        run_id = self.sink.log_run(record, self.parent_id, FINISHED)
+        self.outcomes[cell.key] = Outcome(
+            cell.cell_id, cell.key, Status.skipped, cell.skip or "", run_id=run_id
+        )
+
+    def record(self, cell: Cell, outcome: Outcome) -> None:
+        self.outcomes[cell.key] = outcome
+        self.console.finished(self, outcome)
+
+    def failed(self, cell: Cell, error: str) -> Outcome:
+        """A job that raised instead of returning an outcome: still recorded as a failed run."""
+        result = CellResult(status=Status.failed, reason=error[:2000])
+        record = cell_record(cell, result, self.env, self.id, self.name)
+        run_id = self.sink.log_run(record, self.parent_id, FAILED)
+        return Outcome(cell.cell_id, cell.key, Status.failed, error, run_id)
+
+    def finish(self, out_dir: Path) -> int:
+        """Summary table, cells.json and summary.md on the parent run; 1 if any cell failed."""
+        ordered = [self.outcomes[c.key] for c in self.cells if c.key in self.outcomes]
+        summary = self.console.summary(ordered)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cells_file, summary_file = out_dir / "cells.json", out_dir / "summary.md"
+        write_json_atomic(cells_file, [asdict(o) for o in ordered])
+        summary_file.write_text(summary + "\n")
+        failed = any(o.status is Status.failed for o in ordered)
+        incomplete = len(ordered) < len(self.cells)
+        status = FAILED if failed or incomplete else FINISHED
+        self.sink.close_sweep(self.parent_id, status, [cells_file, summary_file])
+        return 1 if failed or incomplete else 0

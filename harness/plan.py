@@ -1,0 +1,91 @@
+"""Turn composed configs into cells, checking everything that can be checked without a
+runtime: the config types, the model file (present, a readable GGUF), the compatibility rules.
+Mistakes here are the user's, so they surface as one-line UserErrors before anything runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from harness.artifacts import ArtifactCache, locate_source, sha256_file
+from harness.compat import skip_reason
+from harness.config import AXES, HarnessConfig
+from harness.errors import UserError
+from harness.gguf_file import InvalidGGUFError, TensorTable, read_table
+from harness.matrix import Cell, cell_id, cell_key
+from harness.metadata import machine_identity, package_versions
+from harness.metrics import ESTIMATOR_VERSION
+from runners import get_runner
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    path: Path
+    sha256: str
+    table: TensorTable
+
+
+_sources: dict[tuple[str, str], Source] = {}
+
+
+def source_of(config: HarnessConfig) -> Source:
+    """Locate, validate and hash the model source (remembered per process and path)."""
+    path = locate_source(config.model.source)
+    memo = (str(path), config.run.cache_dir)
+    if memo not in _sources:
+        try:
+            table = read_table(path)
+        except InvalidGGUFError as e:
+            raise UserError(f"model {config.model.name}: {e}") from None
+        cache = ArtifactCache(Path(config.run.cache_dir))
+        cache.root.mkdir(parents=True, exist_ok=True)
+        _sources[memo] = Source(path, sha256_file(path, cache.hash_index), table)
+    return _sources[memo]
+
+
+def to_typed(cfg: DictConfig) -> HarnessConfig:
+    """Composed DictConfig -> typed dataclasses, once, at the edge."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        msg = str(e).splitlines()[0]
+        key = getattr(e, "full_key", None)
+        raise UserError(f"config error at {key}: {msg}" if key else f"config error: {msg}") from None
+    except ValueError as e:
+        raise UserError(f"config error: {e}") from None
+    assert isinstance(obj, HarnessConfig)
+    return obj
+
+
+def runtime_versions(config: HarnessConfig) -> dict[str, str]:
+    runner = get_runner(config.runtime.name)
+    return {**package_versions(runner.packages), "harness.estimator": ESTIMATOR_VERSION}
+
+
+def plan_cell(
+    index: int, cfg: DictConfig, choices: Mapping[str, Any], overrides: Sequence[str]
+) -> Cell:
+    config = to_typed(cfg)
+    axis_choices = {a: str(choices.get(a)) for a in AXES}
+    source = source_of(config)
+    key = config.run.cell_key or cell_key(
+        config, source.sha256, runtime_versions(config), machine_identity()
+    )
+    return Cell(
+        index=index,
+        cell_id=cell_id(axis_choices, overrides),
+        choices=axis_choices,
+        overrides=tuple(overrides),
+        config=config,
+        key=key,
+        skip=skip_reason(config),
+    )

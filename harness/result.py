@@ -1,0 +1,139 @@
+"""What a worker hands back: frozen, versioned, JSON with sorted keys, written atomically.
+
+Format history (SCHEMA_VERSION):
+  1: first format: status, metrics, per-repetition values, absent metrics with reasons,
+     versions, artifact info; raw request events in a separate JSONL file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, is_dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class Status(str, Enum):
+    ok = "ok"  # measured, every check passed
+    invalid = "invalid"  # measured, but a check failed (e.g. short generation): numbers flagged
+    failed = "failed"  # crashed, timed out or could not load: no numbers
+    skipped = "skipped"  # never run: the combination cannot work (reason says why)
+    cached = "cached"  # already finished in an earlier sweep: not run again
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request's raw events; every latency and throughput metric derives from these."""
+
+    phase: str  # "warmup" or "measure"; warmup records are kept but never enter statistics
+    repetition: int
+    index: int
+    prompt_tokens: int
+    target_tokens: int
+    output_tokens: int
+    count_source: str  # where the token counts come from ("engine" = the runtime's token ids)
+    t_send_ns: int  # harness clock when the request was issued
+    chunk_ns: tuple[int, ...]  # harness clock when each chunk of tokens arrived
+    chunk_tokens: tuple[int, ...]  # tokens in each chunk
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactInfo:
+    """The model file a cell really ran, read from its GGUF tensor table."""
+
+    path: str
+    sha256: str
+    file_bytes: int
+    tensor_bytes: int
+    n_params: int
+    bpw: float  # 8 * tensor bytes / parameters, all tensors included
+    file_type: str  # what the header claims, e.g. MOSTLY_Q4_K_M
+    tensor_types: dict[str, int]  # ggml type -> parameters stored in it
+    recipe: dict[str, str]  # how it was made: method, precision, tool and version, parent
+    build_s: float | None = None  # None when it came from the cache
+    cache_hit: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CellResult:
+    status: Status
+    reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    per_rep: dict[str, list[float]] = field(default_factory=dict)
+    absent: dict[str, str] = field(default_factory=dict)  # metric -> why it was not measured
+    versions: dict[str, str] = field(default_factory=dict)
+    artifact: ArtifactInfo | None = None
+    error: str | None = None  # last lines of the error, for failed cells
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One cell as the sweep saw it: the summary table and cells.json are made of these."""
+
+    cell_id: str
+    key: str
+    status: Status
+    reason: str = ""
+    run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    duration_s: float = 0.0  # wall time spent on it in this sweep (0 when not run now)
+    synthetic: bool = False
+
+
+def _plain(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return _plain(asdict(obj))
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write to a temporary file in the same directory, then rename: never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(_plain(data), f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def dump_result(result: CellResult, path: Path) -> None:
+    write_json_atomic(path, asdict(result))
+
+
+def load_result(path: Path) -> CellResult:
+    data = json.loads(path.read_text())
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"{path}: result schema {version}, this harness reads {SCHEMA_VERSION}")
+    artifact = data.pop("artifact", None)
+    data["status"] = Status(data["status"])
+    return CellResult(**data, artifact=ArtifactInfo(**artifact) if artifact else None)
+
+
+def write_events(records: list[RequestRecord], path: Path) -> None:
+    with path.open("w") as f:
+        for r in records:
+            f.write(json.dumps(asdict(r), sort_keys=True) + "\n")
+
+
+def read_events(path: Path) -> list[RequestRecord]:
+    out = []
+    for line in path.read_text().splitlines():
+        d = json.loads(line)
+        d["chunk_ns"] = tuple(d["chunk_ns"])
+        d["chunk_tokens"] = tuple(d["chunk_tokens"])
+        out.append(RequestRecord(**d))
+    return out

@@ -1,0 +1,170 @@
+"""Result sinks. The only module that imports mlflow (it takes seconds to import).
+
+The parent process logs every run here after the worker finished; workers never talk to
+MLflow. A child run is created, filled, and only then marked FINISHED, so a sweep killed in
+the middle of logging leaves a RUNNING run that the next resume marks KILLED and redoes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from harness.config import TrackingBackend, TrackingConfig
+from harness.errors import UserError
+from harness.record import RunRecord
+
+FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
+
+
+class ResultSink(Protocol):
+    def open_sweep(self, sweep_id: str, record: RunRecord) -> str: ...
+    def finished_cells(self) -> dict[str, tuple[str, dict[str, float]]]: ...
+    def log_run(self, record: RunRecord, parent_id: str | None, status: str) -> str: ...
+    def close_sweep(self, run_id: str, status: str, files: list[Path]) -> None: ...
+    def describe(self) -> str: ...
+
+
+def redact(uri: str) -> str:
+    """Drop user:password from a URI before printing or logging it."""
+    parts = urlsplit(uri)
+    if parts.password is None and parts.username is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def resolve_uri(cfg: TrackingConfig) -> str:
+    """Absolute SQLite URIs (MLflow would resolve a relative one against a later cwd); checks
+    that the location is usable before any cell runs."""
+    uri = cfg.uri
+    if cfg.backend is TrackingBackend.sqlite:
+        if not uri.startswith("sqlite:///"):
+            raise UserError(f"tracking.uri={uri} is not a SQLite URI (sqlite:///path/to/file.db)")
+        path = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
+        parent = path.parent
+        if not parent.is_dir():
+            raise UserError(f"tracking.uri={uri}: directory {parent} does not exist")
+        target = path if path.exists() else parent
+        if not os.access(target, os.W_OK):
+            raise UserError(f"tracking.uri={uri}: {target} is not writable")
+        return f"sqlite:///{path}"
+    if not uri.startswith(("http://", "https://")):
+        raise UserError(f"tracking.uri={redact(uri)} must be http(s)://host:port for a server")
+    _check_server(uri)
+    return uri
+
+
+def _check_server(uri: str, timeout_s: float = 5.0) -> None:
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as r:
+            if r.status != 200:
+                raise UserError(f"tracking.uri={redact(uri)}: /health answered {r.status}")
+    except urllib.error.HTTPError as e:
+        raise UserError(f"tracking.uri={redact(uri)}: /health answered {e.code}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(f"tracking.uri={redact(uri)}: MLflow server unreachable ({reason})") from None
+
+
+class MlflowSink:
+    def __init__(self, cfg: TrackingConfig) -> None:
+        self.uri = resolve_uri(cfg)
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before mlflow is imported
+        for chatty in ("alembic", "mlflow.store.db.utils"):  # schema creation chatter
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.experiment_id = self._experiment(cfg.experiment)
+
+    def describe(self) -> str:
+        return redact(self.uri)
+
+    def _experiment(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return str(exp.experiment_id)
+        location = None
+        if self.uri.startswith("sqlite:///"):
+            db = Path(self.uri.removeprefix("sqlite:///"))
+            location = (db.parent / "mlartifacts" / name).as_uri()
+        return str(self.client.create_experiment(name, artifact_location=location))
+
+    def _search(self, filter_string: str) -> list[object]:
+        runs: list[object] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string, max_results=1000, page_token=token
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def open_sweep(self, sweep_id: str, record: RunRecord) -> str:
+        found = self._search(
+            f"tags.`harness.kind` = 'sweep' and tags.`harness.sweep_id` = '{sweep_id}'"
+        )
+        if found:
+            run_id = str(found[0].info.run_id)  # type: ignore[attr-defined]
+            self.client.update_run(run_id, status="RUNNING")
+            self._kill_stale_children(run_id)
+            return run_id
+        return self._create(record, parent_id=None)
+
+    def _kill_stale_children(self, parent_id: str) -> None:
+        stale = self._search(
+            f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"
+        )
+        for run in stale:
+            run_id = run.info.run_id  # type: ignore[attr-defined]
+            self.client.set_tag(run_id, "harness.status", "interrupted")
+            self.client.set_terminated(run_id, status=KILLED)
+
+    def finished_cells(self) -> dict[str, tuple[str, dict[str, float]]]:
+        """cell key -> (run id, metrics) of FINISHED cell runs (ok, invalid or skipped);
+        the newest run wins when a cell was forced to run again."""
+        runs = self._search("tags.`harness.kind` = 'cell' and attributes.status = 'FINISHED'")
+        out = {}
+        for run in sorted(runs, key=lambda r: r.info.start_time):  # type: ignore[attr-defined]
+            key = run.data.tags["harness.cell_key"]  # type: ignore[attr-defined]
+            out[key] = (str(run.info.run_id), dict(run.data.metrics))  # type: ignore[attr-defined]
+        return out
+
+    def _create(self, record: RunRecord, parent_id: str | None) -> str:
+        from mlflow.entities import Metric, Param, RunTag
+
+        tags = dict(record.tags)
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=record.name, tags=tags)
+        run_id = str(run.info.run_id)
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, step) for k, v, step in record.metrics],
+            params=[Param(k, v) for k, v in record.params.items()],
+        )
+        for path in record.files:
+            if path.is_file():
+                self.client.log_artifact(run_id, str(path))
+        return run_id
+
+    def log_run(self, record: RunRecord, parent_id: str | None, status: str) -> str:
+        run_id = self._create(record, parent_id)
+        self.client.set_terminated(run_id, status=status)
+        return run_id
+
+    def close_sweep(self, run_id: str, status: str, files: list[Path]) -> None:
+        for path in files:
+            self.client.log_artifact(run_id, str(path))
+        self.client.set_terminated(run_id, status=status)

@@ -1,0 +1,148 @@
+"""One cell in a fresh process: ``python -m harness.worker {prepare,run} CELL_DIR``.
+
+``prepare`` builds the cell's model file in the artifact cache (quantization imports the
+runtime, so it never happens in the parent). ``run`` loads the runner, measures, and writes
+``result.json`` atomically plus the raw ``events.jsonl``. Both write a failed result with the
+error's last lines when they raise; a crash (signal) leaves no result and the parent reports
+the exit signal and the log tail instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from harness.artifacts import ArtifactCache, Step
+from harness.clock import now_ns, seconds
+from harness.config import HarnessConfig, from_container
+from harness.measure import run_workload
+from harness.metadata import environment, usable_cpus
+from harness.metrics import derive
+from harness.quantize import materialize
+from harness.result import ArtifactInfo, CellResult, Status, dump_result, write_events
+from harness.result import write_json_atomic as write_json
+from runners import LoadSpec, get_runner
+
+CELL_FILE, ARTIFACT_FILE, RESULT_FILE, EVENTS_FILE, ENV_FILE = (
+    "cell.json",
+    "artifact.json",
+    "result.json",
+    "events.jsonl",
+    "environment.json",
+)
+
+
+def _die_with_parent() -> None:
+    """An orphaned worker would keep loading the CPU while a resumed sweep measures."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    parent = os.environ.get("HARNESS_PARENT_PID")
+    if parent and os.getppid() != int(parent):
+        sys.exit(3)  # the parent died before prctl took effect
+
+
+def _threads(cfg: HarnessConfig) -> int:
+    return cfg.hardware.threads or usable_cpus()
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def prepare(cell_dir: Path, spec: dict[str, Any], cfg: HarnessConfig) -> None:
+    steps = [Step(**s) for s in spec["steps"]]
+    cache = ArtifactCache(Path(cfg.run.cache_dir))
+    info = materialize(steps, Path(spec["source"]), cache, _threads(cfg))
+    write_json(cell_dir / ARTIFACT_FILE, info)
+
+
+def _absent(cfg: HarnessConfig) -> dict[str, str]:
+    gpu = "no GPU in this cell (hardware.device=cpu)"
+    if cfg.hardware.device.value != "cpu":
+        gpu = "GPU memory sampling is not implemented yet"
+    return {"peak_vram_bytes": gpu, "energy_j": "energy metering is not implemented yet"}
+
+
+def run(cell_dir: Path, spec: dict[str, Any], cfg: HarnessConfig) -> CellResult:
+    artifact = ArtifactInfo(**json.loads((cell_dir / ARTIFACT_FILE).read_text()))
+    runner_cls = get_runner(cfg.runtime.name)
+    load = LoadSpec(Path(artifact.path), cfg.hardware.device.value, _threads(cfg))
+    runner = runner_cls(cfg.runtime, load)
+    rss_before = psutil.Process().memory_info().rss
+    t0 = now_ns()
+    runner.load()
+    load_s = seconds(now_ns() - t0)
+    try:
+        versions = runner.versions()
+        write_json(cell_dir / ENV_FILE, {**environment(), "runtime": versions})
+        records = run_workload(runner, cfg.workload)
+    finally:
+        runner.close()
+    write_events(records, cell_dir / EVENTS_FILE)
+    derived = derive(records)
+    metrics = {
+        **derived.metrics,
+        "load_time_s": load_s,
+        "peak_rss_bytes": float(_peak_rss_bytes()),
+        "rss_before_load_bytes": float(rss_before),
+        "model_file_bytes": float(artifact.file_bytes),
+        "model_bpw": artifact.bpw,
+        "model_params": float(artifact.n_params),
+    }
+    if artifact.build_s is not None:
+        metrics["artifact_build_s"] = artifact.build_s
+    status = Status.ok
+    if derived.problems:
+        status = Status.invalid if derived.metrics.get("requests") else Status.failed
+    reason = "; ".join(derived.problems[:3])
+    if len(derived.problems) > 3:
+        reason += f"; and {len(derived.problems) - 3} more"
+    return CellResult(
+        status=status,
+        reason=reason,
+        metrics=metrics,
+        per_rep=derived.per_rep,
+        absent=_absent(cfg),
+        versions=versions,
+        artifact=artifact,
+    )
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent()
+    if len(argv) != 2 or argv[0] not in ("prepare", "run"):
+        print("usage: python -m harness.worker {prepare,run} CELL_DIR", file=sys.stderr)
+        return 2
+    phase, cell_dir = argv[0], Path(argv[1])
+    try:
+        spec = json.loads((cell_dir / CELL_FILE).read_text())
+        cfg = from_container(spec["config"])
+        if phase == "prepare":
+            prepare(cell_dir, spec, cfg)
+            return 0
+        dump_result(run(cell_dir, spec, cfg), cell_dir / RESULT_FILE)
+        return 0
+    except Exception as e:
+        tail = "".join(traceback.format_exc().splitlines(keepends=True)[-20:])
+        where = "artifact preparation" if phase == "prepare" else "measurement"
+        failed = CellResult(
+            status=Status.failed, reason=f"{where} failed: {type(e).__name__}: {e}", error=tail
+        )
+        dump_result(failed, cell_dir / RESULT_FILE)
+        print(tail, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

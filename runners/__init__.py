@@ -1,0 +1,56 @@
+"""Runner registry: name -> adapter class, from the ``harness.runners`` entry-point group.
+
+Built-in runners are declared in pyproject.toml through the same entry-point group that
+third-party packages use, so there is one registration path. Loading an entry point imports
+only the adapter module, never its runtime (adapters import the runtime in ``load``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from importlib.metadata import entry_points
+
+from runners.base import Capabilities, LoadSpec, Request, Runner, RunnerConfig
+
+__all__ = [
+    "Capabilities",
+    "LoadSpec",
+    "Request",
+    "Runner",
+    "RunnerConfig",
+    "UnknownRunnerError",
+    "get_runner",
+    "runner_names",
+]
+
+ENTRY_POINT_GROUP = "harness.runners"
+
+
+class UnknownRunnerError(LookupError):
+    def __init__(self, name: str, choices: list[str]) -> None:
+        close = difflib.get_close_matches(name, choices, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        super().__init__(f"unknown runtime '{name}'; choose one of: {', '.join(choices)}{hint}")
+        self.name = name
+        self.choices = choices
+
+
+@cache
+def _entry_points() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def runner_names() -> list[str]:
+    return sorted(_entry_points())
+
+
+@cache
+def get_runner(name: str) -> type[Runner]:
+    if name not in _entry_points():
+        raise UnknownRunnerError(name, runner_names())
+    (ep,) = entry_points(group=ENTRY_POINT_GROUP, name=name)
+    cls = ep.load()
+    if cls.name != name:
+        raise TypeError(f"entry point '{name}' loads a runner named '{cls.name}'")
+    return cls  # type: ignore[no-any-return]

@@ -1,0 +1,155 @@
+"""llama.cpp in-process through llama-cpp-python (GGUF files from the artifact cache)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from runners.base import Capabilities, LoadSpec, Request, RunnerConfig
+
+if TYPE_CHECKING:
+    import llama_cpp
+
+# llama_ftype values (include/llama.h, `enum llama_ftype`): the precision names the GGUF method
+# can produce with llama_model_quantize. IQ1/IQ2/IQ3_XXS need an importance matrix, so they
+# are left out until calibration data is wired in.
+FTYPES: dict[str, int] = {
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q8_0": 7,
+    "q5_0": 8,
+    "q5_1": 9,
+    "q2_k": 10,
+    "q3_k_s": 11,
+    "q3_k_m": 12,
+    "q3_k_l": 13,
+    "q4_k_s": 14,
+    "q4_k_m": 15,
+    "q5_k_s": 16,
+    "q5_k_m": 17,
+    "q6_k": 18,
+    "iq4_nl": 25,
+    "iq4_xs": 30,
+    "bf16": 32,
+}
+
+
+@dataclass
+class LlamaCppConfig(RunnerConfig):
+    name: str = "llama_cpp"
+    n_ctx: int = 2048
+    n_batch: int = 512
+    n_ubatch: int = 512
+    n_threads: int | None = None  # None: the hardware profile's thread count
+    n_gpu_layers: int = 0
+    flash_attn: bool = False
+    use_mmap: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_ctx < 16:
+            raise ValueError(f"runtime.n_ctx={self.n_ctx} is too small (need >= 16)")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"runtime.n_threads={self.n_threads} must be >= 1 or null")
+
+
+class LlamaCppRunner:
+    name: ClassVar[str] = "llama_cpp"
+    Config: ClassVar[type[RunnerConfig]] = LlamaCppConfig
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        streaming=True,
+        batching=False,
+        logits=True,
+        gpu_offload=True,
+        devices=frozenset({"cpu", "cuda"}),
+        methods=frozenset({"gguf", "none"}),
+        precisions=frozenset(FTYPES) | {"native"},
+    )
+    packages: ClassVar[tuple[str, ...]] = ("llama-cpp-python",)
+
+    def __init__(self, config: RunnerConfig, spec: LoadSpec) -> None:
+        assert isinstance(config, LlamaCppConfig)
+        self.config = config
+        self.spec = spec
+        self._llm: llama_cpp.Llama | None = None
+
+    @property
+    def threads(self) -> int:
+        return self.config.n_threads or self.spec.threads
+
+    def load(self) -> None:
+        import llama_cpp
+
+        c = self.config
+        self._llm = llama_cpp.Llama(
+            model_path=str(self.spec.model_path),
+            n_ctx=c.n_ctx,
+            n_batch=c.n_batch,
+            n_ubatch=c.n_ubatch,
+            n_threads=self.threads,
+            n_threads_batch=self.threads,
+            n_gpu_layers=c.n_gpu_layers,
+            flash_attn=c.flash_attn,
+            use_mmap=c.use_mmap,
+            seed=c.seed,
+            verbose=False,
+        )
+
+    @property
+    def llm(self) -> llama_cpp.Llama:
+        if self._llm is None:
+            raise RuntimeError("runner used before load()")
+        return self._llm
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=True))
+
+    def stream(self, request: Request) -> Iterator[Sequence[int]]:
+        llm = self.llm
+        total = len(request.prompt_ids) + request.max_new_tokens
+        if total > self.config.n_ctx:
+            raise ValueError(
+                f"prompt ({len(request.prompt_ids)} tokens) + max_new_tokens "
+                f"({request.max_new_tokens}) exceeds runtime.n_ctx={self.config.n_ctx}"
+            )
+        # Without reset() generate() reuses a matching prompt prefix and skips the prefill.
+        llm.reset()
+        produced = 0
+        # generate() never stops at EOS by itself (the completion API does), so the length is
+        # exactly max_new_tokens; greedy via top_k=1 and temperature 0.
+        tokens = llm.generate(
+            list(request.prompt_ids), temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0
+        )
+        for token in tokens:
+            yield (token,)
+            produced += 1
+            if produced >= request.max_new_tokens:
+                tokens.close()
+                return
+
+    def generate(self, batch: Sequence[Request]) -> list[list[int]]:
+        return [[t for chunk in self.stream(r) for t in chunk] for r in batch]
+
+    def versions(self) -> dict[str, str]:
+        import llama_cpp
+
+        lib_dir = Path(llama_cpp.__file__).parent / "lib"
+        ggml = sorted(p.name for p in lib_dir.glob("libggml-base.so.*.*"))
+        info: dict[str, Any] = {
+            "llama_cpp_python": llama_cpp.__version__,
+            "llama_cpp.system_info": llama_cpp.llama_print_system_info().decode().strip(),
+            "llama_cpp.gpu_offload": str(bool(llama_cpp.llama_supports_gpu_offload())),
+            "llama_cpp.threads": str(self.threads),
+        }
+        if ggml:
+            info["ggml.lib"] = ggml[-1]
+        return {k: str(v) for k, v in info.items()}
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None

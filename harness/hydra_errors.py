@@ -36,9 +36,14 @@ def one_line(e: BaseException) -> str | None:
     if isinstance(e, MissingConfigException):
         return _missing(e)
     if isinstance(e, OverrideParseException):
-        lines = _lines(str(e))
-        detail = f" ({lines[1]})" if len(lines) > 1 else ""
-        return f"malformed override: {lines[0]}{detail}"
+        detail = _lines(str(e))[0].split(" (See https://")[0]
+        return f"malformed override '{e.override}': {detail}"
+    if isinstance(e, ConfigCompositionException) and str(e).startswith("Ambiguous value"):
+        arg = str(e).split("'")[1]
+        return (
+            f"{arg} lists several values: sweep them with -m (or a +sweep=NAME file), "
+            "or quote the value to pass one string"
+        )
     if isinstance(e, ConfigCompositionException | OmegaConfBaseException):
         text = " ".join(_lines(str(e)))
         cause = e.__cause__

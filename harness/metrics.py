@@ -6,6 +6,7 @@ recomputed later from the kept events. Warmup records never enter these statisti
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -116,11 +117,16 @@ def derive(records: Sequence[RequestRecord]) -> Derived:
 
 
 def _problems(measured: Sequence[RequestRecord]) -> list[str]:
-    problems = []
-    for r in measured:
-        where = f"repetition {r.repetition} request {r.index}"
-        if r.error is not None:
-            problems.append(f"{where} failed: {r.error}")
-        elif r.output_tokens != r.target_tokens:
-            problems.append(f"{where} produced {r.output_tokens} of {r.target_tokens} tokens")
+    """Errors grouped by message, then generation-length shortfalls, as readable reasons."""
+    total = len(measured)
+    errors = Counter(r.error for r in measured if r.error is not None)
+    problems = [f"{n} of {total} requests failed: {msg}" for msg, n in errors.most_common()]
+    wrong = [r for r in measured if r.error is None and r.output_tokens != r.target_tokens]
+    if wrong:
+        worst = min(wrong, key=lambda r: r.output_tokens)
+        problems.append(
+            f"{len(wrong)} of {total} requests did not produce the forced length "
+            f"(e.g. repetition {worst.repetition} request {worst.index}: "
+            f"{worst.output_tokens} of {worst.target_tokens} tokens)"
+        )
     return problems

@@ -146,8 +146,9 @@ class Sweep:
             if cell.key in done:
                 status = Status.skipped if cell.skip else Status.cached
                 run_id, metrics = done[cell.key]
+                synthetic = get_runner(cell.config.runtime.name).capabilities.synthetic
                 self.outcomes[cell.key] = Outcome(
-                    cell.cell_id, cell.key, status, cell.skip or "", run_id, metrics
+                    cell.cell_id, cell.key, status, cell.skip or "", run_id, metrics, 0.0, synthetic
                 )
             elif cell.skip:
                 self._log_skip(cell)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from harness.artifacts import ArtifactCache, locate_source, sha256_file
 from harness.compat import skip_reason
@@ -56,6 +56,10 @@ def to_typed(cfg: DictConfig) -> HarnessConfig:
         cfg.pop("hydra", None)
     try:
         obj = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as e:
+        key = e.full_key
+        hint = " (e.g. tracking.uri=http://mlflow.internal:5000)" if key == "tracking.uri" else ""
+        raise UserError(f"{key} has no value; set {key}=...{hint}") from None
     except OmegaConfBaseException as e:
         msg = str(e).splitlines()[0]
         key = getattr(e, "full_key", None)

@@ -10,6 +10,7 @@ the exit signal and the log tail instead.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import json
 import os
 import resource
@@ -121,6 +122,7 @@ def run(cell_dir: Path, spec: dict[str, Any], cfg: HarnessConfig) -> CellResult:
 
 def main(argv: list[str]) -> int:
     _die_with_parent()
+    faulthandler.enable()  # a native crash prints the Python stack into the cell's log
     if len(argv) != 2 or argv[0] not in ("prepare", "run"):
         print("usage: python -m harness.worker {prepare,run} CELL_DIR", file=sys.stderr)
         return 2

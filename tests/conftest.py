@@ -1,0 +1,99 @@
+"""Shared fixtures: a tiny real GGUF, the CLI in a subprocess, MLflow through its client."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+TEST_CONF = TESTS / "conf"
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+
+def write_tiny_gguf(path: Path) -> Path:
+    """A valid two-tensor llama GGUF: a Q8_0 matrix and an F32 vector (2112 parameters)."""
+    import gguf
+
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_file_type(int(gguf.LlamaFileType.MOSTLY_Q8_0))
+    rng = np.random.default_rng(0)
+    matrix = rng.standard_normal((32, 64)).astype(np.float32)
+    q = gguf.quants.quantize(matrix, gguf.GGMLQuantizationType.Q8_0)
+    writer.add_tensor("token_embd.weight", q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.add_tensor("output_norm.weight", np.ones(64, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_gguf(tmp_path_factory.mktemp("model") / "tiny.gguf")
+
+
+HarnessRun = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def harness_cli(tmp_path: Path) -> HarnessRun:
+    """Run `python -m harness` in tmp_path (its mlflow.db and outputs/ land there)."""
+    cache = tmp_path / "cache"
+
+    def run(*overrides: str, timeout: float = 300, cache_dir: Path = cache) -> subprocess.CompletedProcess[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "harness",
+            f"hydra.searchpath=[file://{TEST_CONF}]",
+            f"run.cache_dir={cache_dir}",
+            *overrides,
+        ]
+        return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+def fake_cell(tiny: Path) -> list[str]:
+    """Overrides that select the FakeRunner on the tiny GGUF."""
+    return [
+        "model=tiny",
+        f"model.source.path={tiny}",
+        "method=none",
+        "precision=native",
+        "runtime=fake",
+        "workload=tiny",
+    ]
+
+
+def mlflow_runs(tmp_path: Path) -> list[object]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("harness")
+    assert exp is not None
+    return list(client.search_runs([exp.experiment_id], max_results=1000))
+
+
+def has_gpu() -> bool:
+    from harness.metadata import gpu_info
+
+    return bool(gpu_info().get("available"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if has_gpu():
+        return
+    skip = pytest.mark.skip(reason="no NVIDIA GPU on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,114 @@
+"""The orchestrator end to end with the FakeRunner, checked through MLflow's client."""
+
+import json
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import HarnessRun, mlflow_runs
+
+SWEEP = "+sweep=fake_matrix"
+
+
+def children(runs: list, kind: str = "cell") -> list:
+    return [r for r in runs if r.data.tags.get("harness.kind") == kind]
+
+
+def sweep(harness_cli: HarnessRun, tiny: Path, *extra: str):
+    return harness_cli(SWEEP, f"model.source.path={tiny}", *extra)
+
+
+def test_sweep_records_parent_and_children(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+    r = sweep(harness_cli, tiny_gguf)
+    assert r.returncode == 0, r.stderr
+    runs = mlflow_runs(tmp_path)
+    (parent,) = children(runs, "sweep")
+    cells = children(runs)
+    assert len(cells) == 4
+    assert {c.data.tags["mlflow.parentRunId"] for c in cells} == {parent.info.run_id}
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["harness.sweep_name"] == "fake_matrix"
+    assert len({c.data.tags["harness.cell_key"] for c in cells}) == 4
+    assert sorted(c.data.params["runtime.ttft_s"] for c in cells) == ["0.001", "0.002", "0.003", "0.004"]
+    for c in cells:
+        tags, params, metrics = c.data.tags, c.data.params, c.data.metrics
+        assert c.info.status == "FINISHED"
+        assert tags["harness.status"] == "ok"
+        assert tags["harness.synthetic"] == "true"
+        assert tags["harness.sweep_id"] == parent.data.tags["harness.sweep_id"]
+        assert tags["harness.choice.runtime"] == "fake"
+        for key in ("git.commit", "git.dirty", "host.name", "cpu.model", "python.version",
+                    "pkg.mlflow", "pkg.hydra-core", "runtime.fake", "artifact.sha256", "gpu.absent"):
+            assert tags[key], key
+        assert tags["absent.peak_vram_bytes"].startswith("no GPU")
+        assert params["workload.max_new_tokens"] == "8"
+        assert params["model.source.path"] == str(tiny_gguf)
+        assert metrics["requests"] == 6  # 2 prompts x 3 measured repetitions
+        assert metrics["output_tokens"] == 48
+        assert metrics["model_params"] == 2112
+        assert metrics["ttft_p50_s"] > 0 and metrics["peak_rss_bytes"] > 0
+
+
+def test_per_repetition_steps_and_artifacts(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+    assert sweep(harness_cli, tiny_gguf, "runtime.ttft_s=0.001").returncode == 0
+    (cell,) = children(mlflow_runs(tmp_path))
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    history = client.get_metric_history(cell.info.run_id, "rep.output_throughput_tok_s")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+    mean = sum(m.value for m in history) / 3
+    assert abs(cell.data.metrics["output_throughput_tok_s"] - mean) < 1e-6 * mean
+    names = {a.path for a in client.list_artifacts(cell.info.run_id)}
+    assert {"cell.json", "config.yaml", "result.json", "events.jsonl", "environment.json", "run.log"} <= names
+    local = Path(client.download_artifacts(cell.info.run_id, "events.jsonl", str(tmp_path)))
+    events = [json.loads(line) for line in local.read_text().splitlines()]
+    assert len(events) == 8  # (1 warmup + 3 measured) x 2 prompts, warmup kept apart
+    assert [e["phase"] for e in events].count("warmup") == 2
+    assert all(len(e["chunk_ns"]) == 8 for e in events)
+
+
+def test_rerun_skips_finished_cells(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+    assert sweep(harness_cli, tiny_gguf).returncode == 0
+    again = sweep(harness_cli, tiny_gguf)
+    assert again.returncode == 0
+    assert "0 to run, 4 already done" in again.stderr
+    assert again.stdout.count("| cached") == 4
+    runs = mlflow_runs(tmp_path)
+    assert len(children(runs)) == 4 and len(children(runs, "sweep")) == 1
+
+
+def test_force_runs_again(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+    assert sweep(harness_cli, tiny_gguf, "runtime.ttft_s=0.001").returncode == 0
+    assert sweep(harness_cli, tiny_gguf, "runtime.ttft_s=0.001", "run.force=true").returncode == 0
+    assert len(children(mlflow_runs(tmp_path))) == 2
+
+
+def test_incompatible_cells_are_recorded_as_skipped(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+    r = sweep(harness_cli, tiny_gguf, "runtime.ttft_s=0.001", "precision=native,q4_k_m")
+    assert r.returncode == 0, r.stderr
+    by_status = {c.data.tags["harness.status"]: c for c in children(mlflow_runs(tmp_path))}
+    assert set(by_status) == {"ok", "skipped"}
+    assert by_status["skipped"].data.tags["harness.reason"] == (
+        "runtime fake does not run precision q4_k_m (runs: f16, native)"
+    )
+    assert not by_status["skipped"].data.metrics
+    again = sweep(harness_cli, tiny_gguf, "runtime.ttft_s=0.001", "precision=native,q4_k_m")
+    assert len(children(mlflow_runs(tmp_path))) == 2 and again.returncode == 0
+
+
+def test_short_generation_is_invalid_not_ok(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+    r = sweep(harness_cli, tiny_gguf, "runtime.ttft_s=0.001", "runtime.short_by=2")
+    assert r.returncode == 0
+    (cell,) = children(mlflow_runs(tmp_path))
+    assert cell.data.tags["harness.status"] == "invalid"
+    assert "6 of 6 requests did not produce the forced length" in cell.data.tags["harness.reason"]
+    assert "6 of 8 tokens" in cell.data.tags["harness.reason"]
+
+
+def test_single_run_is_a_sweep_of_one(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+    from tests.conftest import fake_cell
+
+    r = harness_cli(*fake_cell(tiny_gguf))
+    assert r.returncode == 0, r.stderr
+    runs = mlflow_runs(tmp_path)
+    assert len(children(runs)) == 1 and len(children(runs, "sweep")) == 1
+    assert "| ok (synthetic)" in r.stdout

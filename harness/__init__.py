@@ -1,1 +1,60 @@
+"""harness: declarative benchmarking of quantized LLM inference.
 
+Run it with ``python -m harness +sweep=NAME``. The names below are the stable Python API;
+importing this package never imports an inference runtime or MLflow.
+"""
+
+from harness.config import (
+    HardwareConfig,
+    HarnessConfig,
+    MethodConfig,
+    ModelConfig,
+    ModelSource,
+    PrecisionConfig,
+    RunControl,
+    TrackingConfig,
+    WorkloadConfig,
+    register_configs,
+)
+from harness.errors import UserError
+from harness.matrix import Cell, cell_key
+from harness.metrics import ESTIMATOR_VERSION, derive
+from harness.result import (
+    SCHEMA_VERSION,
+    ArtifactInfo,
+    CellResult,
+    Outcome,
+    RequestRecord,
+    Status,
+    load_result,
+    read_events,
+)
+from harness.stats import percentile, summarize
+
+__all__ = [
+    "ESTIMATOR_VERSION",
+    "SCHEMA_VERSION",
+    "ArtifactInfo",
+    "Cell",
+    "CellResult",
+    "HardwareConfig",
+    "HarnessConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "ModelSource",
+    "Outcome",
+    "PrecisionConfig",
+    "RequestRecord",
+    "RunControl",
+    "Status",
+    "TrackingConfig",
+    "UserError",
+    "WorkloadConfig",
+    "cell_key",
+    "derive",
+    "load_result",
+    "percentile",
+    "read_events",
+    "register_configs",
+    "summarize",
+]

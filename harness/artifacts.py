@@ -135,7 +135,9 @@ class ArtifactCache:
             meta = {k: v for k, v in asdict(info).items() if k not in ("path", "cache_hit")}
             write_json_atomic(tmp / META_FILE, meta)
             os.rename(tmp, self.dir / step.key)
-        return ArtifactInfo(**{**asdict(info), "path": str(self.path(step.key)), "cache_hit": False})
+        return ArtifactInfo(
+            **{**asdict(info), "path": str(self.path(step.key)), "cache_hit": False}
+        )
 
 
 @contextmanager

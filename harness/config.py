@@ -8,7 +8,7 @@ dataclasses once (``OmegaConf.to_object``) and nothing downstream sees a DictCon
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -17,12 +17,12 @@ from omegaconf import MISSING, OmegaConf
 from runners import RunnerConfig, get_runner, runner_names
 
 
-class Device(str, Enum):
+class Device(StrEnum):
     cpu = "cpu"
     cuda = "cuda"
 
 
-class TrackingBackend(str, Enum):
+class TrackingBackend(StrEnum):
     sqlite = "sqlite"  # a local SQLite file; the default
     server = "server"  # a team `mlflow server` over HTTP(S)
 

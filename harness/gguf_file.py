@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from gguf import GGMLQuantizationType
 
 GGUF_MAGIC = b"GGUF"
 FULL_PRECISION_FILE_TYPES = frozenset({"ALL_F32", "MOSTLY_F16", "MOSTLY_BF16"})
@@ -119,8 +123,10 @@ def dequantize_to_f16(src: Path, dst: Path) -> None:
     # write them one at a time.
     plan = [(t, _target_type(t.tensor_type, len(t.data.shape))) for t in reader.tensors]
     for t, qtype in plan:
-        shape = t.data.shape if t.data.dtype != np.uint8 else (
-            gguf.quant_shape_from_byte_shape(t.data.shape, t.tensor_type)
+        shape = (
+            t.data.shape
+            if t.data.dtype != np.uint8
+            else (gguf.quant_shape_from_byte_shape(t.data.shape, t.tensor_type))
         )
         dtype = np.float16 if qtype == gguf.GGMLQuantizationType.F16 else np.float32
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -135,7 +141,7 @@ def dequantize_to_f16(src: Path, dst: Path) -> None:
     writer.close()
 
 
-def _target_type(qtype: object, ndim: int) -> object:
+def _target_type(qtype: GGMLQuantizationType, ndim: int) -> GGMLQuantizationType:
     """F32 and F16 stay as they are; quantized matrices become F16, vectors F32."""
     import gguf
 

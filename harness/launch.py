@@ -130,7 +130,9 @@ def _run_task(cfg: DictConfig) -> Outcome | None:
     sweep = Sweep("single", [cell], sink, console)
     for pending in sweep.start(force=run.force):
         console.started(pending)
-        outcome = execute_cell(pending, out_dir / "cell", sink, sweep.parent_id, (sweep.id, "single"))
+        outcome = execute_cell(
+            pending, out_dir / "cell", sink, sweep.parent_id, (sweep.id, "single")
+        )
         sweep.record(pending, outcome)
     _exit["code"] = sweep.finish(out_dir)
     return None

@@ -103,9 +103,9 @@ def derive(records: Sequence[RequestRecord]) -> Derived:
     }
     for name, values in pooled.items():
         for q in PERCENTILES:
-            value = percentile(values, q)
-            if value is not None:
-                out.metrics[f"{name}_p{q}_s"] = value
+            p = percentile(values, q)
+            if p is not None:
+                out.metrics[f"{name}_p{q}_s"] = p
         out.metrics[f"{name}_samples"] = len(values)
     tpots = [t for r in done if (t := tpot_s(r)) is not None]
     if tpots:

@@ -63,7 +63,9 @@ def to_typed(cfg: DictConfig) -> HarnessConfig:
     except OmegaConfBaseException as e:
         msg = str(e).splitlines()[0]
         key = getattr(e, "full_key", None)
-        raise UserError(f"config error at {key}: {msg}" if key else f"config error: {msg}") from None
+        raise UserError(
+            f"config error at {key}: {msg}" if key else f"config error: {msg}"
+        ) from None
     except ValueError as e:
         raise UserError(f"config error: {e}") from None
     assert isinstance(obj, HarnessConfig)

@@ -1,12 +1,14 @@
 """Run a worker subprocess with a deadline, blocking in the kernel instead of polling.
 
 The child gets its own session so a timeout kills its whole process tree (a runner may start
-servers). The parent blocks in ``Popen.wait()`` (a plain waitpid); a timer thread sends SIGTERM at the deadline and
-SIGKILL after a grace period. ``Popen.wait(timeout=...)`` would poll every few milliseconds.
+servers). The parent blocks in ``Popen.wait()`` (a plain waitpid); a timer thread sends
+SIGTERM at the deadline and SIGKILL after a grace period. ``Popen.wait(timeout=...)`` would
+poll every few milliseconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,10 +55,8 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 def _kill_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass  # already gone
 
 
 def run_process(argv: Sequence[str], log_path: Path, timeout_s: float) -> ProcessResult:

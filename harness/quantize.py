@@ -78,7 +78,9 @@ def describe(path: Path, step: Step | None, build_s: float | None, sha: str) -> 
     )
 
 
-def materialize(steps: list[Step], source: Path, cache: ArtifactCache, threads: int) -> ArtifactInfo:
+def materialize(
+    steps: list[Step], source: Path, cache: ArtifactCache, threads: int
+) -> ArtifactInfo:
     """Build every missing step (worker only) and describe the final file."""
     if not steps:
         return describe(source, None, None, sha256_file(source, cache.hash_index))

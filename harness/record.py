@@ -107,9 +107,7 @@ def skipped_result(cell: Cell) -> CellResult:
     return CellResult(status=Status.skipped, reason=cell.skip or "")
 
 
-def sweep_record(
-    sweep_id: str, name: str, cells: list[Cell], env: dict[str, Any]
-) -> RunRecord:
+def sweep_record(sweep_id: str, name: str, cells: list[Cell], env: dict[str, Any]) -> RunRecord:
     varying = {
         axis: sorted({c.choices.get(axis, "?") for c in cells})
         for axis in (cells[0].choices if cells else {})

@@ -11,14 +11,14 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field, is_dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     ok = "ok"  # measured, every check passed
     invalid = "invalid"  # measured, but a check failed (e.g. short generation): numbers flagged
     failed = "failed"  # crashed, timed out or could not load: no numbers

@@ -71,7 +71,9 @@ def _check_server(uri: str, timeout_s: float = 5.0) -> None:
         raise UserError(f"tracking.uri={redact(uri)}: /health answered {e.code}") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise UserError(f"tracking.uri={redact(uri)}: MLflow server unreachable ({reason})") from None
+        raise UserError(
+            f"tracking.uri={redact(uri)}: MLflow server unreachable ({reason})"
+        ) from None
 
 
 class MlflowSink:
@@ -141,7 +143,7 @@ class MlflowSink:
         return out
 
     def _create(self, record: RunRecord, parent_id: str | None) -> str:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
 
         tags = dict(record.tags)
         if parent_id:

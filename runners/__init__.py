@@ -24,7 +24,7 @@ __all__ = [
     "runner_names",
 ]
 
-ENTRY_POINT_GROUP = "harness.runners"
+_ENTRY_POINT_GROUP = "harness.runners"
 
 
 class UnknownRunnerError(LookupError):
@@ -38,7 +38,7 @@ class UnknownRunnerError(LookupError):
 
 @cache
 def _entry_points() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {ep.name: ep.value for ep in entry_points(group=_ENTRY_POINT_GROUP)}
 
 
 def runner_names() -> list[str]:
@@ -49,7 +49,7 @@ def runner_names() -> list[str]:
 def get_runner(name: str) -> type[Runner]:
     if name not in _entry_points():
         raise UnknownRunnerError(name, runner_names())
-    (ep,) = entry_points(group=ENTRY_POINT_GROUP, name=name)
+    (ep,) = entry_points(group=_ENTRY_POINT_GROUP, name=name)
     cls = ep.load()
     if cls.name != name:
         raise TypeError(f"entry point '{name}' loads a runner named '{cls.name}'")

@@ -12,13 +12,13 @@ import ctypes
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import ClassVar
 
 from runners.base import Capabilities, LoadSpec, Request, RunnerConfig
 
 
-class Fault(str, Enum):
+class Fault(StrEnum):
     none = "none"
     error = "error"  # raise from stream()
     segfault = "segfault"  # crash the worker process from load()

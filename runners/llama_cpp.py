@@ -117,16 +117,14 @@ class LlamaCppRunner:
                 f"({request.max_new_tokens}) exceeds runtime.n_ctx={self.config.n_ctx}"
             )
         # Without reset() generate() reuses a matching prompt prefix and skips the prefill.
-        llm.reset()
-        produced = 0
+        llm.reset()  # type: ignore[no-untyped-call]
         # generate() never stops at EOS by itself (the completion API does), so the length is
         # exactly max_new_tokens; greedy via top_k=1 and temperature 0.
         tokens = llm.generate(
             list(request.prompt_ids), temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0
         )
-        for token in tokens:
+        for produced, token in enumerate(tokens, start=1):
             yield (token,)
-            produced += 1
             if produced >= request.max_new_tokens:
                 tokens.close()
                 return

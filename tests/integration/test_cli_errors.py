@@ -56,7 +56,9 @@ def test_bad_value_type(harness_cli: HarnessRun) -> None:
 
 
 def test_invalid_value(harness_cli: HarnessRun) -> None:
-    assert_one_line_error(harness_cli("workload.repetitions=0"), "workload.repetitions=0 must be >= 1")
+    assert_one_line_error(
+        harness_cli("workload.repetitions=0"), "workload.repetitions=0 must be >= 1"
+    )
 
 
 def test_unwritable_tracking_location(harness_cli: HarnessRun, tiny_gguf: Path) -> None:
@@ -74,7 +76,9 @@ def test_server_without_uri(harness_cli: HarnessRun) -> None:
 
 
 def test_credentials_never_printed(harness_cli: HarnessRun, tiny_gguf: Path) -> None:
-    r = harness_cli(*fake_cell(tiny_gguf), "tracking=server", "tracking.uri=http://bob:s3cret@127.0.0.1:9")
+    r = harness_cli(
+        *fake_cell(tiny_gguf), "tracking=server", "tracking.uri=http://bob:s3cret@127.0.0.1:9"
+    )
     assert "s3cret" not in r.stderr + r.stdout
     assert_one_line_error(r, "***@127.0.0.1:9")
 

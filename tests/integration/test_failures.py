@@ -8,8 +8,11 @@ from tests.integration.test_fake_sweep import children, sweep
 
 def test_failure_isolation(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
     r = sweep(
-        harness_cli, tiny_gguf,
-        "runtime.ttft_s=0.001", "runtime.fault=none,segfault,hang,error", "run.timeout_s=4",
+        harness_cli,
+        tiny_gguf,
+        "runtime.ttft_s=0.001",
+        "runtime.fault=none,segfault,hang,error",
+        "run.timeout_s=4",
     )
     assert r.returncode == 1  # some cell failed
     cells = {c.data.params["runtime.fault"]: c for c in children(mlflow_runs(tmp_path))}
@@ -33,7 +36,9 @@ def test_failure_isolation(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: P
     assert parent.info.status == "FAILED"
 
 
-def test_failed_cells_run_again_on_resume(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+def test_failed_cells_run_again_on_resume(
+    harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path
+) -> None:
     args = ("runtime.ttft_s=0.001", "runtime.fault=none,error")
     assert sweep(harness_cli, tiny_gguf, *args).returncode == 1
     again = sweep(harness_cli, tiny_gguf, *args)

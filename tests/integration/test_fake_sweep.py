@@ -18,7 +18,9 @@ def sweep(harness_cli: HarnessRun, tiny: Path, *extra: str):
     return harness_cli(SWEEP, f"model.source.path={tiny}", *extra)
 
 
-def test_sweep_records_parent_and_children(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+def test_sweep_records_parent_and_children(
+    harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path
+) -> None:
     r = sweep(harness_cli, tiny_gguf)
     assert r.returncode == 0, r.stderr
     runs = mlflow_runs(tmp_path)
@@ -29,7 +31,12 @@ def test_sweep_records_parent_and_children(harness_cli: HarnessRun, tiny_gguf: P
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["harness.sweep_name"] == "fake_matrix"
     assert len({c.data.tags["harness.cell_key"] for c in cells}) == 4
-    assert sorted(c.data.params["runtime.ttft_s"] for c in cells) == ["0.001", "0.002", "0.003", "0.004"]
+    assert sorted(c.data.params["runtime.ttft_s"] for c in cells) == [
+        "0.001",
+        "0.002",
+        "0.003",
+        "0.004",
+    ]
     for c in cells:
         tags, params, metrics = c.data.tags, c.data.params, c.data.metrics
         assert c.info.status == "FINISHED"
@@ -37,8 +44,18 @@ def test_sweep_records_parent_and_children(harness_cli: HarnessRun, tiny_gguf: P
         assert tags["harness.synthetic"] == "true"
         assert tags["harness.sweep_id"] == parent.data.tags["harness.sweep_id"]
         assert tags["harness.choice.runtime"] == "fake"
-        for key in ("git.commit", "git.dirty", "host.name", "cpu.model", "python.version",
-                    "pkg.mlflow", "pkg.hydra-core", "runtime.fake", "artifact.sha256", "gpu.absent"):
+        for key in (
+            "git.commit",
+            "git.dirty",
+            "host.name",
+            "cpu.model",
+            "python.version",
+            "pkg.mlflow",
+            "pkg.hydra-core",
+            "runtime.fake",
+            "artifact.sha256",
+            "gpu.absent",
+        ):
             assert tags[key], key
         assert tags["absent.peak_vram_bytes"].startswith("no GPU")
         assert params["workload.max_new_tokens"] == "8"
@@ -49,7 +66,9 @@ def test_sweep_records_parent_and_children(harness_cli: HarnessRun, tiny_gguf: P
         assert metrics["ttft_p50_s"] > 0 and metrics["peak_rss_bytes"] > 0
 
 
-def test_per_repetition_steps_and_artifacts(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+def test_per_repetition_steps_and_artifacts(
+    harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path
+) -> None:
     assert sweep(harness_cli, tiny_gguf, "runtime.ttft_s=0.001").returncode == 0
     (cell,) = children(mlflow_runs(tmp_path))
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -58,7 +77,14 @@ def test_per_repetition_steps_and_artifacts(harness_cli: HarnessRun, tiny_gguf: 
     mean = sum(m.value for m in history) / 3
     assert abs(cell.data.metrics["output_throughput_tok_s"] - mean) < 1e-6 * mean
     names = {a.path for a in client.list_artifacts(cell.info.run_id)}
-    assert {"cell.json", "config.yaml", "result.json", "events.jsonl", "environment.json", "run.log"} <= names
+    assert {
+        "cell.json",
+        "config.yaml",
+        "result.json",
+        "events.jsonl",
+        "environment.json",
+        "run.log",
+    } <= names
     local = Path(client.download_artifacts(cell.info.run_id, "events.jsonl", str(tmp_path)))
     events = [json.loads(line) for line in local.read_text().splitlines()]
     assert len(events) == 8  # (1 warmup + 3 measured) x 2 prompts, warmup kept apart
@@ -66,7 +92,9 @@ def test_per_repetition_steps_and_artifacts(harness_cli: HarnessRun, tiny_gguf: 
     assert all(len(e["chunk_ns"]) == 8 for e in events)
 
 
-def test_rerun_skips_finished_cells(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+def test_rerun_skips_finished_cells(
+    harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path
+) -> None:
     assert sweep(harness_cli, tiny_gguf).returncode == 0
     again = sweep(harness_cli, tiny_gguf)
     assert again.returncode == 0
@@ -82,7 +110,9 @@ def test_force_runs_again(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Pa
     assert len(children(mlflow_runs(tmp_path))) == 2
 
 
-def test_incompatible_cells_are_recorded_as_skipped(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+def test_incompatible_cells_are_recorded_as_skipped(
+    harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path
+) -> None:
     r = sweep(harness_cli, tiny_gguf, "runtime.ttft_s=0.001", "precision=native,q4_k_m")
     assert r.returncode == 0, r.stderr
     by_status = {c.data.tags["harness.status"]: c for c in children(mlflow_runs(tmp_path))}
@@ -95,7 +125,9 @@ def test_incompatible_cells_are_recorded_as_skipped(harness_cli: HarnessRun, tin
     assert len(children(mlflow_runs(tmp_path))) == 2 and again.returncode == 0
 
 
-def test_short_generation_is_invalid_not_ok(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+def test_short_generation_is_invalid_not_ok(
+    harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path
+) -> None:
     r = sweep(harness_cli, tiny_gguf, "runtime.ttft_s=0.001", "runtime.short_by=2")
     assert r.returncode == 0
     (cell,) = children(mlflow_runs(tmp_path))
@@ -104,7 +136,9 @@ def test_short_generation_is_invalid_not_ok(harness_cli: HarnessRun, tiny_gguf: 
     assert "6 of 8 tokens" in cell.data.tags["harness.reason"]
 
 
-def test_single_run_is_a_sweep_of_one(harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path) -> None:
+def test_single_run_is_a_sweep_of_one(
+    harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path
+) -> None:
     from tests.conftest import fake_cell
 
     r = harness_cli(*fake_cell(tiny_gguf))

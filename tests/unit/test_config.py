@@ -48,5 +48,5 @@ def test_validation_error_is_a_one_line_user_error() -> None:
 
 
 def test_server_tracking_needs_a_uri() -> None:
-    with pytest.raises(UserError, match="tracking.uri"):
+    with pytest.raises(UserError, match=r"tracking\.uri"):
         composed("tracking=server")

@@ -36,7 +36,7 @@ def test_not_a_gguf(tmp_path: Path) -> None:
 def test_truncated_gguf(tiny_gguf: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(tiny_gguf.read_bytes()[:-100])
-    with pytest.raises(InvalidGGUFError, match="truncated|corrupt"):
+    with pytest.raises(InvalidGGUFError, match=r"truncated|corrupt"):
         read_table(cut)
 
 

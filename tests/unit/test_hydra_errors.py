@@ -30,7 +30,10 @@ def test_unknown_option_lists_choices_and_closest() -> None:
 
 def test_unknown_sweep() -> None:
     line = error_line("+sweep=135m_ggfu")
-    assert line == "+sweep=135m_ggfu is not a valid choice; choose one of: 135m_gguf (did you mean '135m_gguf'?)"
+    assert line == (
+        "+sweep=135m_ggfu is not a valid choice; choose one of: 135m_gguf "
+        "(did you mean '135m_gguf'?)"
+    )
 
 
 def test_malformed_override() -> None:

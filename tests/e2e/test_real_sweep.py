@@ -1,0 +1,54 @@
+"""Two real cells of the 135m_gguf sweep on the real model, through the real CLI and MLflow."""
+
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import HarnessRun, mlflow_runs
+from tests.integration.test_fake_sweep import children
+
+pytestmark = pytest.mark.slow
+ARGS = ("+sweep=135m_gguf", "precision=f16,q8_0", "workload=tiny")
+
+
+def test_two_cell_real_sweep(harness_cli: HarnessRun, model_cache: Path, tmp_path: Path) -> None:
+    r = harness_cli(*ARGS, cache_dir=model_cache, timeout=900)
+    assert r.returncode == 0, r.stderr + r.stdout
+    runs = mlflow_runs(tmp_path)
+    (parent,) = children(runs, "sweep")
+    cells = {c.data.tags["harness.choice.precision"]: c for c in children(runs)}
+    assert set(cells) == {"f16", "q8_0"}
+    for precision, c in cells.items():
+        m, tags = c.data.metrics, c.data.tags
+        assert c.info.status == "FINISHED" and tags["harness.status"] == "ok", tags.get(
+            "harness.reason"
+        )
+        assert "harness.synthetic" not in tags
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["runtime.llama_cpp_python"] == "0.3.36"
+        assert tags["pkg.llama-cpp-python"] == "0.3.36"
+        assert m["output_tokens"] == 2 * 8 * 3  # forced length met on every request
+        assert m["output_throughput_tok_s"] > 0 and m["ttft_p95_s"] > 0 and m["itl_p95_s"] > 0
+        assert m["e2e_p95_s"] >= m["ttft_p95_s"]
+        assert m["peak_rss_bytes"] > m["model_file_bytes"] * 0.5
+        assert m["load_time_s"] > 0
+        assert m["model_params"] == 134515008
+        assert tags["artifact.recipe.precision"] == precision
+    assert cells["f16"].data.metrics["model_bpw"] == pytest.approx(16.0, abs=0.01)
+    assert cells["f16"].data.tags["artifact.recipe.op"] == "dequantize_f16"
+    assert cells["q8_0"].data.metrics["model_bpw"] == pytest.approx(8.5, abs=0.02)
+    assert cells["q8_0"].data.tags["artifact.recipe.op"] == "llama_model_quantize"
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
+        "cells.json",
+        "summary.md",
+    }
+
+    t0 = time.monotonic()
+    again = harness_cli(*ARGS, cache_dir=model_cache)
+    assert again.returncode == 0
+    assert "0 to run, 2 already done" in again.stderr
+    assert len(children(mlflow_runs(tmp_path))) == 2
+    print(f"second run: {time.monotonic() - t0:.1f} s")

@@ -50,7 +50,10 @@ def harness_cli(tmp_path: Path) -> HarnessRun:
     cache = tmp_path / "cache"
 
     def run(
-        *overrides: str, timeout: float = 300, cache_dir: Path = cache
+        *overrides: str,
+        timeout: float = 300,
+        cache_dir: Path = cache,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         argv = [
             sys.executable,
@@ -60,7 +63,14 @@ def harness_cli(tmp_path: Path) -> HarnessRun:
             f"run.cache_dir={cache_dir}",
             *overrides,
         ]
-        return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            argv,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
 
     return run
 

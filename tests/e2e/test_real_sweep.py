@@ -14,8 +14,14 @@ ARGS = ("+sweep=135m_gguf", "precision=f16,q8_0", "workload=tiny")
 
 
 def test_two_cell_real_sweep(harness_cli: HarnessRun, model_cache: Path, tmp_path: Path) -> None:
-    r = harness_cli(*ARGS, cache_dir=model_cache, timeout=900)
+    # -X importtime lists every module the parent imports (workers log theirs to run.log)
+    r = harness_cli(*ARGS, cache_dir=model_cache, timeout=900, env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert r.returncode == 0, r.stderr + r.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if "|" in line}
+    assert "mlflow" in imported and "harness.orchestrator" in imported
+    assert not {m for m in imported if m.split(".")[0] == "llama_cpp"}, (
+        "the parent imported llama_cpp"
+    )
     runs = mlflow_runs(tmp_path)
     (parent,) = children(runs, "sweep")
     cells = {c.data.tags["harness.choice.precision"]: c for c in children(runs)}

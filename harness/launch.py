@@ -64,7 +64,8 @@ def plan_sweep(config: DictConfig, context: HydraContext, jobs: list[list[str]])
 def _outcome(sweep: Sweep, cell: Cell, ret: JobReturn) -> Outcome:
     if ret.status is JobStatus.COMPLETED and isinstance(ret.return_value, Outcome):
         return ret.return_value
-    return sweep.failed(cell, f"job raised {ret._return_value!r}")
+    error = ret._return_value  # not .return_value: that prints to stderr and re-raises
+    return sweep.failed(cell, f"{type(error).__name__}: {error}")
 
 
 def run_sweep(
@@ -111,7 +112,9 @@ def run_task(cfg: DictConfig) -> Outcome | None:
     try:
         return _run_task(cfg)
     except UserError as e:
-        _exit["error"] = e
+        if OmegaConf.select(cfg, "run.parent_run_id"):
+            raise  # a sweep job: the sweeper records the cell as failed and goes on
+        _exit["error"] = e  # raising here would make Hydra print "Error executing job"
         return None
 
 

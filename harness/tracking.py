@@ -7,13 +7,15 @@ the middle of logging leaves a RUNNING run that the next resume marks KILLED and
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import ParamSpec, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from harness.config import TrackingBackend, TrackingConfig
@@ -21,6 +23,32 @@ from harness.errors import UserError
 from harness.record import RunRecord
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class TrackingError(UserError):
+    """The tracking store failed mid-sweep: one line, not a traceback."""
+
+
+def _guarded(method: Callable[P, T]) -> Callable[P, T]:
+    """MLflow errors -> TrackingError naming the store; finished runs are already logged."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return method(*args, **kwargs)
+        except (MlflowException, OSError) as e:
+            sink = args[0]
+            where = sink.describe() if isinstance(sink, MlflowSink) else "MLflow"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TrackingError(
+                f"tracking store {where} failed: {first}; runs logged before this are kept"
+            ) from None
+
+    return wrapper
 
 
 class ResultSink(Protocol):
@@ -80,6 +108,10 @@ class MlflowSink:
     def __init__(self, cfg: TrackingConfig) -> None:
         self.uri = resolve_uri(cfg)
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before mlflow is imported
+        # MLflow's HTTP client retries 7 times with backoff 2 (minutes) before giving up on a
+        # dead server; a few seconds of retries is enough to ride out a blip.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         for chatty in ("alembic", "mlflow.store.db.utils"):  # schema creation chatter
             logging.getLogger(chatty).setLevel(logging.WARNING)
         from mlflow.tracking import MlflowClient
@@ -90,6 +122,7 @@ class MlflowSink:
     def describe(self) -> str:
         return redact(self.uri)
 
+    @_guarded
     def _experiment(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
@@ -112,6 +145,7 @@ class MlflowSink:
             if not token:
                 return runs
 
+    @_guarded
     def open_sweep(self, sweep_id: str, record: RunRecord) -> str:
         found = self._search(
             f"tags.`harness.kind` = 'sweep' and tags.`harness.sweep_id` = '{sweep_id}'"
@@ -132,6 +166,7 @@ class MlflowSink:
             self.client.set_tag(run_id, "harness.status", "interrupted")
             self.client.set_terminated(run_id, status=KILLED)
 
+    @_guarded
     def finished_cells(self) -> dict[str, tuple[str, dict[str, float]]]:
         """cell key -> (run id, metrics) of FINISHED cell runs (ok, invalid or skipped);
         the newest run wins when a cell was forced to run again."""
@@ -161,11 +196,13 @@ class MlflowSink:
                 self.client.log_artifact(run_id, str(path))
         return run_id
 
+    @_guarded
     def log_run(self, record: RunRecord, parent_id: str | None, status: str) -> str:
         run_id = self._create(record, parent_id)
         self.client.set_terminated(run_id, status=status)
         return run_id
 
+    @_guarded
     def close_sweep(self, run_id: str, status: str, files: list[Path]) -> None:
         for path in files:
             self.client.log_artifact(run_id, str(path))

@@ -51,19 +51,11 @@ def bench_loop(tokens: int = 200_000) -> float:
 
 def bench_sweep() -> tuple[float, float]:
     sys.path.insert(0, str(REPO / "tests"))
-    from conftest import TEST_CONF, write_tiny_gguf
+    from conftest import harness_argv, write_tiny_gguf
 
     with tempfile.TemporaryDirectory() as d:
         tiny = write_tiny_gguf(Path(d) / "tiny.gguf")
-        argv = [
-            sys.executable,
-            "-m",
-            "harness",
-            "+sweep=fake_matrix",
-            f"hydra.searchpath=[file://{TEST_CONF}]",
-            f"run.cache_dir={d}/cache",
-            f"model.source.path={tiny}",
-        ]
+        argv = harness_argv(Path(d) / "cache", "+sweep=fake_matrix", f"model.source.path={tiny}")
         times = []
         for _ in range(2):
             t0 = time.perf_counter()

@@ -55,16 +55,8 @@ def harness_cli(tmp_path: Path) -> HarnessRun:
         cache_dir: Path = cache,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        argv = [
-            sys.executable,
-            "-m",
-            "harness",
-            f"hydra.searchpath=[file://{TEST_CONF}]",
-            f"run.cache_dir={cache_dir}",
-            *overrides,
-        ]
         return subprocess.run(
-            argv,
+            harness_argv(cache_dir, *overrides),
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -84,6 +76,18 @@ def fake_cell(tiny: Path) -> list[str]:
         "precision=native",
         "runtime=fake",
         "workload=tiny",
+    ]
+
+
+def harness_argv(cache_dir: Path, *overrides: str) -> list[str]:
+    """`python -m harness` with the test config directory and a private artifact cache."""
+    return [
+        sys.executable,
+        "-m",
+        "harness",
+        f"hydra.searchpath=[file://{TEST_CONF}]",
+        f"run.cache_dir={cache_dir}",
+        *overrides,
     ]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import TEST_CONF, HarnessRun
+from tests.conftest import HarnessRun, harness_argv
 from tests.integration.test_fake_sweep import children
 
 
@@ -88,12 +88,10 @@ def test_server_dying_mid_sweep(tiny_gguf: Path, tmp_path: Path) -> None:
     """One clear line, and every cell finished before the server died is still there."""
     store, port = tmp_path / "store", free_port()
     store.mkdir()
-    argv = [
-        sys.executable, "-m", "harness", "+sweep=fake_matrix",
-        f"hydra.searchpath=[file://{TEST_CONF}]", f"run.cache_dir={tmp_path / 'cache'}",
-        f"model.source.path={tiny_gguf}", "runtime.load_s=2",
-        "tracking=server", f"tracking.uri=http://127.0.0.1:{port}",
-    ]  # fmt: skip
+    argv = harness_argv(
+        tmp_path / "cache", "+sweep=fake_matrix", f"model.source.path={tiny_gguf}",
+        "runtime.load_s=2", "tracking=server", f"tracking.uri=http://127.0.0.1:{port}",
+    )  # fmt: skip
     with mlflow_server_at(store, port):
         proc = subprocess.Popen(argv, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None

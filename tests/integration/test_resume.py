@@ -3,13 +3,12 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 
-from tests.conftest import TEST_CONF, mlflow_runs
+from tests.conftest import harness_argv, mlflow_runs
 from tests.integration.test_fake_sweep import children
 
 
@@ -23,16 +22,12 @@ def workers_in(tmp_path: Path) -> list[psutil.Process]:
 
 
 def test_sigkill_mid_sweep_then_resume(tiny_gguf: Path, tmp_path: Path) -> None:
-    argv = [
-        sys.executable,
-        "-m",
-        "harness",
+    argv = harness_argv(
+        tmp_path / "cache",
         "+sweep=fake_matrix",
-        f"hydra.searchpath=[file://{TEST_CONF}]",
-        f"run.cache_dir={tmp_path / 'cache'}",
         f"model.source.path={tiny_gguf}",
         "runtime.load_s=2",
-    ]
+    )
     proc = subprocess.Popen(
         argv, cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )

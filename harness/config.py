@@ -113,8 +113,9 @@ class RunControl:
     sweep_name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.timeout_s <= 0 or self.prepare_timeout_s <= 0:
-            raise ValueError("run.timeout_s and run.prepare_timeout_s must be > 0")
+        for name in ("timeout_s", "prepare_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"run.{name}={getattr(self, name)} must be > 0")
 
 
 @dataclass

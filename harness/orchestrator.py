@@ -67,10 +67,11 @@ def _artifact(cell: Cell, cell_dir: Path) -> CellResult | None:
     }
     write_json_atomic(cell_dir / worker.CELL_FILE, spec)
     (cell_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    if not steps:
-        info = describe(source.path, None, None, source.sha256)
-    else:
-        info = ArtifactCache(Path(cfg.run.cache_dir)).lookup(steps[-1].key)  # type: ignore[assignment]
+    info = (
+        ArtifactCache(Path(cfg.run.cache_dir)).lookup(steps[-1].key)
+        if steps
+        else describe(source.path, None, None, source.sha256, source.table)
+    )
     if info is not None:
         write_json_atomic(cell_dir / worker.ARTIFACT_FILE, info)
         return None
@@ -140,7 +141,7 @@ class Sweep:
         self.parent_id = self.sink.open_sweep(
             self.id, sweep_record(self.id, self.name, self.cells, self.env)
         )
-        done = {} if force else self.sink.finished_cells()
+        done = {} if force else self.sink.finished_cells([c.key for c in self.cells])
         pending = []
         for cell in self.cells:
             if cell.key in done:

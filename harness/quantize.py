@@ -61,8 +61,14 @@ def plan(method: str, precision: str, source_sha: str, source: TensorTable) -> l
     return steps
 
 
-def describe(path: Path, step: Step | None, build_s: float | None, sha: str) -> ArtifactInfo:
-    table = read_table(path)
+def describe(
+    path: Path,
+    step: Step | None,
+    build_s: float | None,
+    sha: str,
+    table: TensorTable | None = None,
+) -> ArtifactInfo:
+    table = table or read_table(path)
     return ArtifactInfo(
         path=str(path),
         sha256=sha,
@@ -83,7 +89,7 @@ def materialize(
 ) -> ArtifactInfo:
     """Build every missing step (worker only) and describe the final file."""
     if not steps:
-        return describe(source, None, None, sha256_file(source, cache.hash_index))
+        raise ValueError("nothing to materialize: the cell runs its source file as is")
     info: ArtifactInfo | None = None
     for step in steps:
         inp = source if step.input_key is None else cache.path(step.input_key)

@@ -26,7 +26,7 @@ from harness.artifacts import ArtifactCache, Step
 from harness.clock import now_ns, seconds
 from harness.config import HarnessConfig, from_container
 from harness.measure import run_workload
-from harness.metadata import environment, usable_cpus
+from harness.metadata import environment, gpu_info, usable_cpus
 from harness.metrics import derive
 from harness.quantize import materialize
 from harness.result import ArtifactInfo, CellResult, Status, dump_result, write_events
@@ -75,7 +75,18 @@ def _absent(cfg: HarnessConfig) -> dict[str, str]:
     return {"peak_vram_bytes": gpu, "energy_j": "energy metering is not implemented yet"}
 
 
-def run(cell_dir: Path, spec: dict[str, Any], cfg: HarnessConfig) -> CellResult:
+def _check_device(cfg: HarnessConfig) -> None:
+    """A cell that claims a GPU must have one, or its CPU numbers would carry a GPU label."""
+    if cfg.hardware.device.value == "cuda":
+        gpus = gpu_info()
+        if not gpus.get("available"):
+            raise RuntimeError(
+                f"hardware.device=cuda but this machine has no GPU ({gpus['reason']})"
+            )
+
+
+def run(cell_dir: Path, cfg: HarnessConfig) -> CellResult:
+    _check_device(cfg)
     artifact = ArtifactInfo(**json.loads((cell_dir / ARTIFACT_FILE).read_text()))
     runner_cls = get_runner(cfg.runtime.name)
     load = LoadSpec(Path(artifact.path), cfg.hardware.device.value, _threads(cfg))
@@ -133,7 +144,7 @@ def main(argv: list[str]) -> int:
         if phase == "prepare":
             prepare(cell_dir, spec, cfg)
             return 0
-        dump_result(run(cell_dir, spec, cfg), cell_dir / RESULT_FILE)
+        dump_result(run(cell_dir, cfg), cell_dir / RESULT_FILE)
         return 0
     except Exception as e:
         tail = "".join(traceback.format_exc().splitlines(keepends=True)[-20:])

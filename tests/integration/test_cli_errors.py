@@ -91,3 +91,7 @@ def test_finished_cells_survive_a_bad_command(
     before = {r.info.run_id for r in mlflow_runs(tmp_path)}
     assert harness_cli(*fake_cell(tiny_gguf), bad).returncode == 2
     assert {r.info.run_id for r in mlflow_runs(tmp_path)} == before
+
+
+def test_negative_timeout_names_the_field(harness_cli: HarnessRun) -> None:
+    assert_one_line_error(harness_cli("run.timeout_s=-1"), "run.timeout_s=-1.0 must be > 0")

@@ -46,3 +46,18 @@ def test_failed_cells_run_again_on_resume(
     assert "1 to run, 1 already done" in again.stderr
     statuses = sorted(c.data.tags["harness.status"] for c in children(mlflow_runs(tmp_path)))
     assert statuses == ["failed", "failed", "ok"]
+
+
+def test_a_gpu_cell_on_a_machine_without_gpu_fails_instead_of_measuring_the_cpu(
+    harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import fake_cell, has_gpu
+
+    if has_gpu():
+        return  # the check only bites where NVML finds no GPU
+    r = harness_cli(*fake_cell(tiny_gguf), "hardware.device=cuda")
+    assert r.returncode == 1
+    (cell,) = children(mlflow_runs(tmp_path))
+    assert cell.data.tags["harness.status"] == "failed"
+    assert "hardware.device=cuda but this machine has no GPU" in cell.data.tags["harness.reason"]
+    assert "output_throughput_tok_s" not in cell.data.metrics

@@ -112,7 +112,9 @@ def run(cell_dir: Path, cfg: HarnessConfig) -> CellResult:
         "model_bpw": artifact.bpw,
         "model_params": float(artifact.n_params),
     }
-    if artifact.build_s is not None:
+    if not artifact.cache_hit and artifact.build_s is not None:
+        # a cached entry keeps its original build time as provenance; only a build done
+        # for this cell is this cell's cost
         metrics["artifact_build_s"] = artifact.build_s
     status = Status.ok
     if derived.problems:

@@ -52,9 +52,23 @@ def test_two_cell_real_sweep(harness_cli: HarnessRun, model_cache: Path, tmp_pat
         "summary.md",
     }
 
+    # the same cell measured again: its file comes from the cache and costs it no build time
+    forced = harness_cli(
+        ARGS[0], "precision=q8_0", "workload=tiny", "run.force=true", cache_dir=model_cache
+    )
+    assert forced.returncode == 0, forced.stderr
+    first_q8 = cells["q8_0"].info.run_id
+    rerun = [
+        c
+        for c in children(mlflow_runs(tmp_path))
+        if c.data.tags["harness.choice.precision"] == "q8_0" and c.info.run_id != first_q8
+    ]
+    assert len(rerun) == 1 and rerun[0].data.tags["artifact.cache_hit"] == "true"
+    assert "artifact_build_s" not in rerun[0].data.metrics
+
     t0 = time.monotonic()
     again = harness_cli(*ARGS, cache_dir=model_cache)
     assert again.returncode == 0
     assert "0 to run, 2 already done" in again.stderr
-    assert len(children(mlflow_runs(tmp_path))) == 2
+    assert len(children(mlflow_runs(tmp_path))) == 3
     print(f"second run: {time.monotonic() - t0:.1f} s")

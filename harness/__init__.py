@@ -17,6 +17,7 @@ from harness.config import (
     register_configs,
 )
 from harness.errors import UserError
+from harness.events import RepetitionInfo, RequestRecord, read_log
 from harness.matrix import Cell, cell_key
 from harness.metrics import ESTIMATOR_VERSION, derive
 from harness.result import (
@@ -24,10 +25,8 @@ from harness.result import (
     ArtifactInfo,
     CellResult,
     Outcome,
-    RequestRecord,
     Status,
     load_result,
-    read_events,
 )
 from harness.stats import percentile, summarize
 
@@ -44,6 +43,7 @@ __all__ = [
     "ModelSource",
     "Outcome",
     "PrecisionConfig",
+    "RepetitionInfo",
     "RequestRecord",
     "RunControl",
     "Status",
@@ -54,7 +54,7 @@ __all__ = [
     "derive",
     "load_result",
     "percentile",
-    "read_events",
+    "read_log",
     "register_configs",
     "summarize",
 ]

@@ -7,7 +7,7 @@ is recorded as skipped with the reason and never launched.
 
 from __future__ import annotations
 
-from harness.config import HarnessConfig
+from harness.config import HarnessConfig, LoadMode
 from runners import get_runner
 from runners.llama_cpp import FTYPES
 
@@ -43,5 +43,25 @@ def skip_reason(cfg: HarnessConfig) -> str | None:
         return (
             f"method {method} cannot produce precision {precision} "
             f"(it produces: {_listed(METHOD_PRECISIONS[method])})"
+        )
+    return load_skip_reason(cfg)
+
+
+def load_skip_reason(cfg: HarnessConfig) -> str | None:
+    """Load modes the runner cannot serve: streaming, and more requests in flight than it
+    can hold (an in-process engine serves one stream; a server queues)."""
+    runner = get_runner(cfg.runtime.name)
+    caps, w = runner.capabilities, cfg.workload
+    if w.mode is not LoadMode.offline and not caps.streaming:
+        return f"runtime {runner.name} cannot stream; workload.mode={w.mode.value} needs it"
+    limit = caps.max_concurrency
+    if limit is None:
+        return None
+    wanted = w.concurrency if w.mode is LoadMode.closed_loop else w.max_concurrency
+    if wanted is not None and wanted > limit:
+        field = "concurrency" if w.mode is LoadMode.closed_loop else "max_concurrency"
+        return (
+            f"runtime {runner.name} serves {limit} request(s) at a time in-process; "
+            f"workload.{field}={wanted} needs a server runtime (e.g. runtime=openai)"
         )
     return None

@@ -66,29 +66,123 @@ class HardwareConfig:
     name: str = MISSING
     device: Device = Device.cpu
     threads: int | None = None  # None: every core this process may run on
+    gpu_index: int = 0  # NVML index of the GPU a cuda cell runs on (CUDA_DEVICE_ORDER=PCI_BUS_ID)
+    # The price snapshot that turns throughput into cost; what it is and where it came from
+    # travel with every result, because prices move.
+    price_per_hour: float | None = None
+    price_currency: str = "USD"
+    price_snapshot: str | None = None  # date the price was read, YYYY-MM-DD
+    price_source: str | None = None  # where (a URL, a contract, or "assumption: ...")
+    tdp_w: float | None = None
+    memory_gb: float | None = None  # device memory (GPU) or system memory (CPU profile)
+    memory_bandwidth_gb_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"hardware.threads={self.threads} must be >= 1 or null")
+        if self.price_per_hour is not None and self.price_per_hour <= 0:
+            raise ValueError(f"hardware.price_per_hour={self.price_per_hour} must be > 0")
+
+
+class LoadMode(StrEnum):
+    closed_loop = "closed_loop"  # `concurrency` streams, each sends when its last one finished
+    offline = "offline"  # every request at once through runner.generate (batch throughput)
+    poisson = "poisson"  # open loop: exponential inter-arrival times at `rate`
+    gamma = "gamma"  # open loop: gamma inter-arrivals, shape `burstiness` (< 1 is burstier)
+    rate_sweep = "rate_sweep"  # search the highest open-loop rate that meets the SLO
+
+
+# Per-request SLO thresholds (seconds) a request must meet to count toward goodput.
+SLO_METRICS = ("ttft_s", "ttfct_s", "tpot_s", "e2e_s", "itl_max_s")
 
 
 @dataclass
 class WorkloadConfig:
+    """What requests to send and how; every check happens here, before any model loads."""
+
     name: str = MISSING
     prompts: list[str] = MISSING
-    max_new_tokens: int = 64
+    max_new_tokens: int = 64  # forced output length, verified per request
+    input_tokens: int | None = None  # exact prompt length in engine tokens
+    mode: LoadMode = LoadMode.closed_loop
+    concurrency: int = 1  # closed loop: streams in flight
+    rate: float | None = None  # open loop: requests/s (rate_sweep: the first rate tried)
+    burstiness: float = 1.0  # gamma shape; 1.0 is Poisson
+    max_concurrency: int | None = None  # open loop: cap on requests in flight
+    requests: int | None = None  # per repetition; None: one per prompt
+    warmup_requests: int = 0  # first requests of each repetition, recorded, never counted
     warmup_repetitions: int = 1
     repetitions: int = 3
+    min_duration_s: float = 1.0  # a repetition keeps sending until it has run this long
+    min_requests: int = 1  # fewer completed requests in a repetition makes the run INVALID
+    seed: int = 0  # arrival times
+    slo: dict[str, float] = field(default_factory=dict)  # e.g. {ttft_s: 0.5, tpot_s: 0.05}
+    slo_attainment: float = 0.9  # rate_sweep: share of requests that must meet the SLO
+    sweep_max_rate: float = 1000.0
+    sweep_bisections: int = 3
+    max_send_lag_s: float = 0.005  # send-lag p99 above this: the client was the bottleneck
 
     def __post_init__(self) -> None:
         if not self.prompts:
             raise ValueError("workload.prompts is empty")
+        self._check_counts()
+        self._check_arrivals()
+        unknown = sorted(set(self.slo) - set(SLO_METRICS))
+        if unknown:
+            raise ValueError(
+                f"workload.slo has unknown metric {unknown[0]!r}; valid: {', '.join(SLO_METRICS)}"
+            )
+        for key, value in self.slo.items():
+            if value <= 0:
+                raise ValueError(f"workload.slo.{key}={value} must be > 0")
+        if self.mode is LoadMode.rate_sweep and not self.slo:
+            raise ValueError("workload.mode=rate_sweep needs workload.slo (what a rate must meet)")
+
+    @property
+    def requests_per_repetition(self) -> int:
+        return self.requests if self.requests is not None else len(self.prompts)
+
+    def _check_counts(self) -> None:
+        for name in ("max_new_tokens", "repetitions", "concurrency", "min_requests"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"workload.{name}={getattr(self, name)} must be >= 1")
         if self.max_new_tokens < 2:
             raise ValueError(f"workload.max_new_tokens={self.max_new_tokens} must be >= 2")
-        if self.repetitions < 1:
-            raise ValueError(f"workload.repetitions={self.repetitions} must be >= 1")
-        if self.warmup_repetitions < 0:
-            raise ValueError(f"workload.warmup_repetitions={self.warmup_repetitions} is < 0")
+        for name in ("warmup_repetitions", "warmup_requests", "min_duration_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"workload.{name}={getattr(self, name)} must be >= 0")
+        for name in ("requests", "input_tokens", "max_concurrency"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"workload.{name}={value} must be >= 1 or null")
+        if self.warmup_requests >= self.requests_per_repetition:
+            raise ValueError(
+                f"workload.warmup_requests={self.warmup_requests} leaves no measured request "
+                f"of {self.requests_per_repetition} per repetition"
+            )
+        if not 0 < self.slo_attainment <= 1:
+            raise ValueError(f"workload.slo_attainment={self.slo_attainment} must be in (0, 1]")
+
+    def _check_arrivals(self) -> None:
+        if self.rate is not None and self.rate <= 0:
+            raise ValueError(f"workload.rate={self.rate} must be > 0")
+        open_loop = self.mode in (LoadMode.poisson, LoadMode.gamma, LoadMode.rate_sweep)
+        if open_loop and self.rate is None:
+            raise ValueError(f"workload.mode={self.mode.value} needs workload.rate (requests/s)")
+        if self.burstiness <= 0:
+            raise ValueError(f"workload.burstiness={self.burstiness} must be > 0")
+        if self.max_send_lag_s <= 0:
+            raise ValueError(f"workload.max_send_lag_s={self.max_send_lag_s} must be > 0")
+
+
+@dataclass
+class CostConfig:
+    enabled: bool = True  # needs hardware.price_per_hour
+    energy_price_per_kwh: float | None = None  # owned hardware: energy cost from measured J
+
+    def __post_init__(self) -> None:
+        if self.energy_price_per_kwh is not None and self.energy_price_per_kwh <= 0:
+            raise ValueError(f"cost.energy_price_per_kwh={self.energy_price_per_kwh} must be > 0")
 
 
 @dataclass
@@ -127,6 +221,7 @@ class HarnessConfig:
     hardware: HardwareConfig = MISSING
     workload: WorkloadConfig = MISSING
     tracking: TrackingConfig = MISSING
+    cost: CostConfig = field(default_factory=CostConfig)
     run: RunControl = field(default_factory=RunControl)
 
 

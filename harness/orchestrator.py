@@ -10,6 +10,7 @@ FAILED run with its error's last lines; the sweep goes on.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -100,13 +101,22 @@ def execute_cell(
     """Run one cell end to end and log it; never raises for a failure of the cell itself."""
     t0 = time.perf_counter()
     cell_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (worker.RESULT_FILE, worker.ARTIFACT_FILE, worker.EVENTS_FILE, worker.ENV_FILE):
-        (cell_dir / stale).unlink(missing_ok=True)
+    stale = (worker.RESULT_FILE, worker.ARTIFACT_FILE, worker.ENV_FILE, worker.RESOURCES_FILE)
+    for name in stale:
+        (cell_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(cell_dir / worker.EVENTS_FILE, ignore_errors=True)
     result = _artifact(cell, cell_dir) or _measure(cell, cell_dir)
     env_file = cell_dir / worker.ENV_FILE
     env = json.loads(env_file.read_text()) if env_file.is_file() else environment()
     record = cell_record(cell, result, env, *sweep)
-    files = ("cell.json", "config.yaml", "result.json", "events.jsonl", "environment.json")
+    files = (
+        "cell.json",
+        "config.yaml",
+        "result.json",
+        worker.EVENTS_FILE,
+        worker.ENV_FILE,
+        worker.RESOURCES_FILE,
+    )
     record.files = [cell_dir / f for f in (*files, "prepare.log", "run.log")]
     status = FINISHED if result.status in MEASURED else FAILED
     run_id = sink.log_run(record, parent_id, status)

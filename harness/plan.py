@@ -69,6 +69,12 @@ def to_typed(cfg: DictConfig) -> HarnessConfig:
     except ValueError as e:
         raise UserError(f"config error: {e}") from None
     assert isinstance(obj, HarnessConfig)
+    hw = obj.hardware
+    if obj.cost.enabled and hw.price_per_hour is None:
+        raise UserError(
+            f"cost is requested but hardware profile {hw.name!r} has no price_per_hour; set "
+            "hardware.price_per_hour (with price_snapshot and price_source) or cost.enabled=false"
+        )
     return obj
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.cost import price_tags
 from harness.matrix import Cell, flatten, identity
 from harness.metrics import ESTIMATOR_VERSION
 from harness.result import CellResult, Status
@@ -75,6 +76,21 @@ def cell_tags(cell: Cell, sweep_id: str, sweep_name: str) -> dict[str, str]:
     return tags
 
 
+def validity_tags(result: CellResult) -> dict[str, str]:
+    """VALID/INVALID with the reasons, and each kind of flag under its own searchable tag."""
+    if result.status not in (Status.ok, Status.invalid):
+        return {}
+    tags = {"harness.validity": "VALID" if not result.problems else "INVALID"}
+    if result.problems:
+        tags["harness.invalid_reasons"] = "; ".join(result.problems)[:TAG_MAX]
+    if result.flags:
+        tags["harness.flags"] = " | ".join(result.flags)[:TAG_MAX]
+    unstable = [f.removeprefix("unstable: ") for f in result.flags if f.startswith("unstable: ")]
+    if unstable:
+        tags["harness.unstable"] = "; ".join(unstable)[:TAG_MAX]
+    return tags
+
+
 def cell_record(
     cell: Cell, result: CellResult, env: dict[str, Any], sweep_id: str, sweep_name: str
 ) -> RunRecord:
@@ -87,6 +103,8 @@ def cell_record(
         tags["harness.reason"] = result.reason[:TAG_MAX]
     if result.error:
         tags["harness.error_tail"] = result.error[-TAG_MAX:]
+    tags.update(validity_tags(result))
+    tags.update(price_tags(cell.config.hardware))
     tags["runtime.name"] = cell.config.runtime.name
     tags.update({f"runtime.{k}": v[:TAG_MAX] for k, v in result.versions.items()})
     tags.update({f"absent.{k}": v for k, v in result.absent.items()})

@@ -3,6 +3,8 @@
 Format history (SCHEMA_VERSION):
   1: first format: status, metrics, per-repetition values, absent metrics with reasons,
      versions, artifact info; raw request events in a separate JSONL file.
+  2: ``problems`` (why a run is INVALID) and ``flags`` (unstable, throttled, preallocated);
+     events moved to ``events/`` (harness/events.py) and resource samples to resources.jsonl.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Status(StrEnum):
@@ -24,23 +26,6 @@ class Status(StrEnum):
     failed = "failed"  # crashed, timed out or could not load: no numbers
     skipped = "skipped"  # never run: the combination cannot work (reason says why)
     cached = "cached"  # already finished in an earlier sweep: not run again
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
-    """One request's raw events; every latency and throughput metric derives from these."""
-
-    phase: str  # "warmup" or "measure"; warmup records are kept but never enter statistics
-    repetition: int
-    index: int
-    prompt_tokens: int
-    target_tokens: int
-    output_tokens: int
-    count_source: str  # where the token counts come from ("engine" = the runtime's token ids)
-    t_send_ns: int  # harness clock when the request was issued
-    chunk_ns: tuple[int, ...]  # harness clock when each chunk of tokens arrived
-    chunk_tokens: tuple[int, ...]  # tokens in each chunk
-    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +52,8 @@ class CellResult:
     metrics: dict[str, float] = field(default_factory=dict)
     per_rep: dict[str, list[float]] = field(default_factory=dict)
     absent: dict[str, str] = field(default_factory=dict)  # metric -> why it was not measured
+    problems: list[str] = field(default_factory=list)  # any one makes the run INVALID
+    flags: list[str] = field(default_factory=list)  # caveats that travel with the numbers
     versions: dict[str, str] = field(default_factory=dict)
     artifact: ArtifactInfo | None = None
     error: str | None = None  # last lines of the error, for failed cells
@@ -121,19 +108,3 @@ def load_result(path: Path) -> CellResult:
     artifact = data.pop("artifact", None)
     data["status"] = Status(data["status"])
     return CellResult(**data, artifact=ArtifactInfo(**artifact) if artifact else None)
-
-
-def write_events(records: list[RequestRecord], path: Path) -> None:
-    with path.open("w") as f:
-        for r in records:
-            f.write(json.dumps(asdict(r), sort_keys=True) + "\n")
-
-
-def read_events(path: Path) -> list[RequestRecord]:
-    out = []
-    for line in path.read_text().splitlines():
-        d = json.loads(line)
-        d["chunk_ns"] = tuple(d["chunk_ns"])
-        d["chunk_tokens"] = tuple(d["chunk_tokens"])
-        out.append(RequestRecord(**d))
-    return out

@@ -192,13 +192,17 @@ class MlflowSink:
         run = self.client.create_run(self.experiment_id, run_name=record.name, tags=tags)
         run_id = str(run.info.run_id)
         now = int(time.time() * 1000)
-        self.client.log_batch(
-            run_id,
-            metrics=[Metric(k, v, now, step) for k, v, step in record.metrics],
-            params=[Param(k, v) for k, v in record.params.items()],
-        )
+        # log_batch takes at most 100 params and 1000 entities per call
+        params = [Param(k, v) for k, v in record.params.items()]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(run_id, params=params[i : i + 100])
+        metrics = [Metric(k, v, now, step) for k, v, step in record.metrics]
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
         for path in record.files:
-            if path.is_file():
+            if path.is_dir():
+                self.client.log_artifacts(run_id, str(path), artifact_path=path.name)
+            elif path.is_file():
                 self.client.log_artifact(run_id, str(path))
         return run_id
 

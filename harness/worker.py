@@ -23,23 +23,28 @@ from typing import Any
 import psutil
 
 from harness.artifacts import ArtifactCache, Step
+from harness.assemble import assemble
 from harness.clock import now_ns, seconds
 from harness.config import HarnessConfig, from_container
-from harness.measure import run_workload
+from harness.events import EVENTS_DIR
+from harness.measure import Session
 from harness.metadata import environment, gpu_info, usable_cpus
-from harness.metrics import derive
 from harness.quantize import materialize
-from harness.result import ArtifactInfo, CellResult, Status, dump_result, write_events
+from harness.resources import ResourceMonitor, to_jsonl
+from harness.result import ArtifactInfo, CellResult, Status, dump_result
 from harness.result import write_json_atomic as write_json
 from runners import LoadSpec, get_runner
 
-CELL_FILE, ARTIFACT_FILE, RESULT_FILE, EVENTS_FILE, ENV_FILE = (
+CELL_FILE, ARTIFACT_FILE, RESULT_FILE, EVENTS_FILE, ENV_FILE, RESOURCES_FILE = (
     "cell.json",
     "artifact.json",
     "result.json",
-    "events.jsonl",
+    EVENTS_DIR,
     "environment.json",
+    "resources.jsonl",
 )
+# 10 ms: NVML memory reads cost ~8 µs, and 100 ms polling misses 10 ms allocation spikes.
+SAMPLE_INTERVAL_S = 0.01
 
 
 def _die_with_parent() -> None:
@@ -68,13 +73,6 @@ def prepare(cell_dir: Path, spec: dict[str, Any], cfg: HarnessConfig) -> None:
     write_json(cell_dir / ARTIFACT_FILE, info)
 
 
-def _absent(cfg: HarnessConfig) -> dict[str, str]:
-    gpu = "no GPU in this cell (hardware.device=cpu)"
-    if cfg.hardware.device.value != "cpu":
-        gpu = "GPU memory sampling is not implemented yet"
-    return {"peak_vram_bytes": gpu, "energy_j": "energy metering is not implemented yet"}
-
-
 def _check_device(cfg: HarnessConfig) -> None:
     """A cell that claims a GPU must have one, or its CPU numbers would carry a GPU label."""
     if cfg.hardware.device.value == "cuda":
@@ -91,20 +89,24 @@ def run(cell_dir: Path, cfg: HarnessConfig) -> CellResult:
     runner_cls = get_runner(cfg.runtime.name)
     load = LoadSpec(Path(artifact.path), cfg.hardware.device.value, _threads(cfg))
     runner = runner_cls(cfg.runtime, load)
+    gpu = cfg.hardware.gpu_index if cfg.hardware.device.value == "cuda" else None
+    monitor = ResourceMonitor(os.getpid(), gpu, interval_s=SAMPLE_INTERVAL_S)
+    monitor.start()
     rss_before = psutil.Process().memory_info().rss
     t0 = now_ns()
-    runner.load()
-    load_s = seconds(now_ns() - t0)
     try:
+        runner.load()
+        load_s = seconds(now_ns() - t0)
         versions = runner.versions()
         write_json(cell_dir / ENV_FILE, {**environment(), "runtime": versions})
-        records = run_workload(runner, cfg.workload)
+        measurement = Session(runner, cfg.workload, cell_dir, monitor).run()
     finally:
         runner.close()
-    write_events(records, cell_dir / EVENTS_FILE)
-    derived = derive(records)
+        log = monitor.stop()
+        to_jsonl(log, cell_dir / RESOURCES_FILE)
+    out = assemble(cfg, measurement, log, runner_cls.capabilities.preallocates_memory)
     metrics = {
-        **derived.metrics,
+        **out.metrics,
         "load_time_s": load_s,
         "peak_rss_bytes": float(_peak_rss_bytes()),
         "rss_before_load_bytes": float(rss_before),
@@ -117,17 +119,19 @@ def run(cell_dir: Path, cfg: HarnessConfig) -> CellResult:
         # for this cell is this cell's cost
         metrics["artifact_build_s"] = artifact.build_s
     status = Status.ok
-    if derived.problems:
-        status = Status.invalid if derived.metrics.get("requests") else Status.failed
-    reason = "; ".join(derived.problems[:3])
-    if len(derived.problems) > 3:
-        reason += f"; and {len(derived.problems) - 3} more"
+    if out.problems:
+        status = Status.invalid if metrics.get("requests") else Status.failed
+    reason = "; ".join(out.problems[:3])
+    if len(out.problems) > 3:
+        reason += f"; and {len(out.problems) - 3} more"
     return CellResult(
         status=status,
         reason=reason,
         metrics=metrics,
-        per_rep=derived.per_rep,
-        absent=_absent(cfg),
+        per_rep=out.per_rep,
+        absent=out.absent,
+        problems=out.problems,
+        flags=out.flags,
         versions=versions,
         artifact=artifact,
     )

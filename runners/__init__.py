@@ -11,10 +11,20 @@ import difflib
 from functools import cache
 from importlib.metadata import entry_points
 
-from runners.base import Capabilities, LoadSpec, Request, Runner, RunnerConfig
+from runners.base import (
+    AsyncStreaming,
+    Capabilities,
+    Delta,
+    LoadSpec,
+    Request,
+    Runner,
+    RunnerConfig,
+)
 
 __all__ = [
+    "AsyncStreaming",
     "Capabilities",
+    "Delta",
     "LoadSpec",
     "Request",
     "Runner",

@@ -7,7 +7,7 @@ turns text into token ids and produces token ids. Adapters import their runtime 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
@@ -35,6 +35,15 @@ class Capabilities:
     precisions: frozenset[str]
     # Only the FakeRunner sets this: its numbers are injected, never measured, never reported.
     synthetic: bool = False
+    # Requests the runtime can serve at once: 1 for an in-process single-stream engine, None
+    # for a server that queues internally. Load modes above it are refused before loading.
+    max_concurrency: int | None = 1
+    # Implements ``astream`` (network clients): the load generator then drives it from an
+    # event loop; otherwise it calls ``stream`` from one thread, one request at a time.
+    async_streaming: bool = False
+    # Takes a fixed share of device memory up front (vLLM, TensorRT-LLM): its peak VRAM is a
+    # setting, not a need, and is flagged as such.
+    preallocates_memory: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +57,29 @@ class LoadSpec:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One generation request: prompt token ids and the exact number of tokens to produce."""
+    """One generation request: prompt token ids and the exact number of tokens to produce.
+
+    ``prompt`` is the text the ids came from; a server runner that cannot send ids sends it.
+    """
 
     prompt_ids: tuple[int, ...]
     max_new_tokens: int
+    prompt: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One streamed chunk as an async runner reports it (the harness stamps its arrival).
+
+    ``tokens`` are the generated tokens in the chunk as far as the runner can count them;
+    ``content`` is whether it carries user-visible output (not only reasoning, a role or usage).
+    A server's usage block, usually on the last chunk, fills the two totals.
+    """
+
+    tokens: int
+    content: bool
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 @runtime_checkable
@@ -81,5 +109,18 @@ class Runner(Protocol):
     def versions(self) -> dict[str, str]:
         """Runtime version and build details (valid after ``load``)."""
 
+    def counters(self) -> dict[str, float]:
+        """Cumulative counters the engine keeps about itself (e.g. llama.cpp's decode time and
+        token count, torch allocator peaks); the harness diffs them across a repetition to
+        cross-check its own clock. Empty when the runtime keeps none."""
+
     def close(self) -> None:
         """Free the engine; idempotent."""
+
+
+@runtime_checkable
+class AsyncStreaming(Protocol):
+    """What a runner declaring ``async_streaming`` adds: many requests in flight at once."""
+
+    def astream(self, request: Request) -> AsyncIterator[Delta]:
+        """Yield each chunk as it arrives; the harness stamps the time on receipt."""

@@ -33,6 +33,17 @@ class FakeConfig(RunnerConfig):
     itl_s: float = 0.001
     fault: Fault = Fault.none
     short_by: int = 0  # produce this many tokens fewer than asked
+    chunk_tokens: int = 1  # tokens per yielded chunk (a server that coalesces tokens)
+
+
+def _wait_until(due_ns: int) -> None:
+    """Sleep to within a millisecond of the deadline, then spin: sleeps overshoot by tens of
+    microseconds, which would blur the delays the accuracy benchmark recovers."""
+    remaining = due_ns - time.perf_counter_ns()
+    if remaining > 1_000_000:
+        time.sleep((remaining - 1_000_000) / 1e9)
+    while time.perf_counter_ns() < due_ns:
+        pass
 
 
 class FakeRunner:
@@ -67,19 +78,30 @@ class FakeRunner:
         return [len(word) for word in text.split()]
 
     def stream(self, request: Request) -> Iterator[Sequence[int]]:
+        """The first chunk is due ``ttft_s`` after the call, each later one ``itl_s`` per token
+        after the previous; deadlines are absolute so sleep overshoot never accumulates."""
         if self.config.fault is Fault.error:
             raise RuntimeError("injected failure in stream()")
-        time.sleep(self.config.ttft_s)
-        for i in range(request.max_new_tokens - self.config.short_by):
-            if i:
-                time.sleep(self.config.itl_s)
-            yield (i % 7,)
+        c = self.config
+        n = request.max_new_tokens - c.short_by
+        due = time.perf_counter_ns() + int(c.ttft_s * 1e9)
+        produced = 0
+        while produced < n:
+            k = min(c.chunk_tokens, n - produced)
+            if produced:
+                due += int(c.itl_s * 1e9) * k
+            _wait_until(due)
+            yield tuple((produced + j) % 7 for j in range(k))
+            produced += k
 
     def generate(self, batch: Sequence[Request]) -> list[list[int]]:
         return [[t for chunk in self.stream(r) for t in chunk] for r in batch]
 
     def versions(self) -> dict[str, str]:
         return {"fake": "1"}
+
+    def counters(self) -> dict[str, float]:
+        return {}
 
     def close(self) -> None:
         pass

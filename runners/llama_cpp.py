@@ -147,6 +147,19 @@ class LlamaCppRunner:
             info["ggml.lib"] = ggml[-1]
         return {k: str(v) for k, v in info.items()}
 
+    def counters(self) -> dict[str, float]:
+        """llama.cpp's own perf counters (cumulative since the context was made): the time
+        spent in single-token decode calls and in prompt batches, and their token counts."""
+        import llama_cpp
+
+        perf = llama_cpp.llama_perf_context(self.llm._ctx.ctx)
+        return {
+            "decode_tokens": float(perf.n_eval),
+            "decode_s": perf.t_eval_ms / 1e3,
+            "prefill_tokens": float(perf.n_p_eval),
+            "prefill_s": perf.t_p_eval_ms / 1e3,
+        }
+
     def close(self) -> None:
         if self._llm is not None:
             self._llm.close()

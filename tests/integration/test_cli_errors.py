@@ -95,3 +95,7 @@ def test_finished_cells_survive_a_bad_command(
 
 def test_negative_timeout_names_the_field(harness_cli: HarnessRun) -> None:
     assert_one_line_error(harness_cli("run.timeout_s=-1"), "run.timeout_s=-1.0 must be > 0")
+
+
+def test_unknown_load_mode_lists_the_choices(harness_cli: HarnessRun) -> None:
+    assert_one_line_error(harness_cli("workload.mode=warp"), "warp", "closed_loop", "rate_sweep")

@@ -3,7 +3,14 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from harness.config import HarnessConfig, from_container, register_configs, to_container
+from harness.config import (
+    HarnessConfig,
+    LoadMode,
+    WorkloadConfig,
+    from_container,
+    register_configs,
+    to_container,
+)
 from harness.errors import UserError
 from harness.plan import to_typed
 from runners.llama_cpp import LlamaCppConfig
@@ -50,3 +57,40 @@ def test_validation_error_is_a_one_line_user_error() -> None:
 def test_server_tracking_needs_a_uri() -> None:
     with pytest.raises(UserError, match=r"tracking\.uri"):
         composed("tracking=server")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["workload.mode=poisson", "workload.rate=0"], "workload.rate=0.0 must be > 0"),
+        (["workload.mode=poisson"], "workload.mode=poisson needs workload.rate"),
+        (["workload.concurrency=0"], "workload.concurrency=0 must be >= 1"),
+        (["workload.max_new_tokens=0"], "workload.max_new_tokens=0 must be >= 1"),
+        (["workload.warmup_requests=8"], "workload.warmup_requests=8 leaves no measured request"),
+        (["workload.max_concurrency=0"], "workload.max_concurrency=0 must be >= 1 or null"),
+        (["+workload.slo.ttft_ms=5"], "unknown metric 'ttft_ms'; valid: ttft_s, ttfct_s"),
+        (["workload.slo.ttft_s=-1"], "workload.slo.ttft_s=-1.0 must be > 0"),
+        (["hardware.price_per_hour=null"], "hardware profile 'cpu_local' has no price_per_hour"),
+    ],
+)
+def test_impossible_workloads_fail_before_anything_loads(overrides, message) -> None:
+    with pytest.raises(UserError, match=None) as e:
+        composed(*overrides)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_cost_can_be_turned_off_without_a_price() -> None:
+    cfg = composed("hardware.price_per_hour=null", "cost.enabled=false")
+    assert cfg.hardware.price_per_hour is None
+
+
+def test_cpu_profile_states_its_assumed_price() -> None:
+    hw = composed().hardware
+    assert hw.price_per_hour and hw.price_snapshot
+    assert hw.price_source and hw.price_source.startswith("assumption")
+
+
+def test_rate_sweep_needs_an_slo() -> None:
+    with pytest.raises(ValueError, match=r"workload\.mode=rate_sweep needs workload\.slo"):
+        WorkloadConfig(name="w", prompts=["a"], mode=LoadMode.rate_sweep, rate=1.0)

@@ -1,0 +1,267 @@
+"""The OpenAI-compatible runner against the real synthetic server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.synthetic_server import ServerProcess
+from runners import AsyncStreaming, Delta, LoadSpec, Request, Runner, get_runner
+from runners.openai_compat import (
+    ChunkCounter,
+    OpenAICompatConfig,
+    OpenAICompatRunner,
+    SSEDecoder,
+)
+
+KEY_ENV = "HARNESS_TEST_OPENAI_KEY"
+KEY = "sk-test-9f8e7d6c5b4a"
+PROMPT = "one two three four five"
+
+
+def serve(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    with ServerProcess("--ttft-s", "0.002", "--itl-s", "0.0005", *args, env=env) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    yield from serve("--model", "tiny-model")
+
+
+@pytest.fixture(scope="module")
+def coalescing_url() -> Iterator[str]:
+    yield from serve("--tokens-per-chunk", "4")
+
+
+@pytest.fixture(scope="module")
+def reasoning_url() -> Iterator[str]:
+    yield from serve("--reasoning-tokens", "3")
+
+
+@pytest.fixture(scope="module")
+def keyed_url() -> Iterator[str]:
+    yield from serve("--require-key", KEY_ENV, env={KEY_ENV: KEY})
+
+
+def make(url: str, **config: Any) -> OpenAICompatRunner:
+    runner = OpenAICompatRunner(
+        OpenAICompatConfig(base_url=url, **config), LoadSpec(Path(), "cpu", 1)
+    )
+    runner.load()
+    return runner
+
+
+def request(n: int = 8, prompt: str = PROMPT) -> Request:
+    return Request(prompt_ids=tuple(range(len(prompt.split()))), max_new_tokens=n, prompt=prompt)
+
+
+def collect(runner: OpenAICompatRunner, req: Request) -> list[Delta]:
+    async def run() -> list[Delta]:
+        return [delta async for delta in runner.astream(req)]
+
+    return asyncio.run(run())
+
+
+def test_registered_and_protocols() -> None:
+    cls = get_runner("openai")
+    assert cls is OpenAICompatRunner
+    runner = cls(OpenAICompatConfig(), LoadSpec(Path(), "cpu", 1))
+    assert isinstance(runner, Runner) and isinstance(runner, AsyncStreaming)
+    assert cls.capabilities.async_streaming and cls.capabilities.max_concurrency is None
+
+
+def test_completions_stream(url: str) -> None:
+    deltas = collect(make(url), request(8))
+    tokens = [d for d in deltas if d.tokens]
+    assert sum(d.tokens for d in deltas) == 8 and len(tokens) == 8
+    assert all(d.content and d.tokens == 1 for d in tokens)
+    assert deltas[-1] == Delta(tokens=0, content=False, prompt_tokens=5, output_tokens=8)
+
+
+def test_chat_stream_starts_with_a_role_only_chunk(url: str) -> None:
+    deltas = collect(make(url, api="chat"), request(6))
+    assert deltas[0] == Delta(tokens=0, content=False)
+    assert sum(d.tokens for d in deltas) == 6
+    assert (deltas[-1].prompt_tokens, deltas[-1].output_tokens) == (5, 6)
+
+
+def test_token_ids_are_sent_instead_of_text(url: str) -> None:
+    req = Request(prompt_ids=(7,) * 12, max_new_tokens=3, prompt="")
+    deltas = collect(make(url, send_token_ids=True), req)
+    assert deltas[-1].prompt_tokens == 12
+    with pytest.raises(ValueError, match="send_token_ids=true"):
+        collect(make(url), req)  # ids but no text: nothing the runner could send
+
+
+def test_reasoning_tokens_are_not_content(reasoning_url: str) -> None:
+    deltas = [d for d in collect(make(reasoning_url, api="chat"), request(8)) if d.tokens]
+    assert [d.content for d in deltas] == [False] * 3 + [True] * 5
+    assert sum(d.tokens for d in deltas) == 8
+
+
+def test_coalesced_chunks_undercount_and_usage_tells(coalescing_url: str) -> None:
+    runner = make(coalescing_url)
+    deltas = collect(runner, request(10))
+    assert sum(d.tokens for d in deltas) == 3  # chunks of 4, 4 and 2 tokens: one each
+    assert deltas[-1].output_tokens == 10  # the exact count the harness compares against
+    assert [len(chunk) for chunk in runner.stream(request(10))] == [1, 1, 1]
+    assert [len(out) for out in runner.generate([request(10), request(5)])] == [10, 5]
+    runner.close()
+
+
+def test_running_usage_replaces_chunk_counting() -> None:
+    counter = ChunkCounter()
+    usage = [{"prompt_tokens": 5, "completion_tokens": n} for n in (0, 4, 8, 10, 10)]
+    role = {"choices": [{"delta": {"role": "assistant"}}], "usage": usage[0]}
+    chunks = [role] + [{"choices": [{"delta": {"content": "x"}}], "usage": u} for u in usage[1:4]]
+    chunks.append({"choices": [], "usage": usage[4]})
+    deltas = [counter.delta(c) for c in chunks]
+    assert [d.tokens for d in deltas] == [0, 4, 4, 2, 0]
+    assert deltas[-1].output_tokens == 10
+
+
+def test_usage_on_the_last_content_chunk_is_not_running_usage() -> None:
+    counter = ChunkCounter()
+    chunks: list[dict[str, Any]] = [{"choices": [{"text": "a"}]}, {"choices": [{"text": "b"}]}]
+    chunks.append({"choices": [{"text": "c"}], "usage": {"completion_tokens": 3}})
+    assert [counter.delta(c).tokens for c in chunks] == [1, 1, 1]
+
+
+def test_error_events_raise() -> None:
+    with pytest.raises(RuntimeError, match="error event in the stream: out of memory"):
+        ChunkCounter().feed(b'{"error": {"message": "out of memory", "code": 500}}')
+    with pytest.raises(RuntimeError, match="error event in the stream: not json"):
+        ChunkCounter().feed(b"not json")
+
+
+def test_server_gone_mid_stream_is_a_runtime_error() -> None:
+    server = ServerProcess("--ttft-s", "0", "--itl-s", "0.01").__enter__()
+    runner = make(server.url)
+
+    async def run() -> None:
+        async for _ in runner.astream(request(1000)):
+            server.__exit__()  # blocks until the server is gone
+
+    with pytest.raises(RuntimeError, match=f"request to {server.url}/v1/completions failed"):
+        asyncio.run(run())
+    assert server.returncode == 0
+
+
+def test_sse_decoder_survives_any_split() -> None:
+    stream = b': keepalive\r\n\r\ndata: {"a": 1}\r\n\r\nevent: x\ndata: {"b":\ndata: 2}\n\n'
+    stream += b"data: [DONE]\n\n"
+    expected = [b'{"a": 1}', b'{"b":\n2}', b"[DONE]"]
+    for cut in range(len(stream) + 1):
+        decoder = SSEDecoder()
+        assert decoder.feed(stream[:cut]) + decoder.feed(stream[cut:]) == expected
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: tail-without-blank-line") == []
+    assert decoder.feed(b"\n\n") == [b"tail-without-blank-line"]
+
+
+def test_sync_stream_yields_zeros_per_chunk(url: str) -> None:
+    runner = make(url)
+    assert list(runner.stream(request(4))) == [[0]] * 4
+    assert list(runner.stream(request(2))) == [[0]] * 2
+    assert len(runner._sessions) == 1  # one private loop, so connections are reused
+    partial = runner.stream(request(50))
+    next(partial)
+    partial.close()  # abandoning a stream releases its connection
+    runner.close()
+    assert not runner._sessions
+
+
+def test_tokenize_both_body_shapes(url: str) -> None:
+    assert make(url).tokenize("a bb cccc") == [1, 2, 4]
+    with ServerProcess("--tokenize", "llama") as llama:
+        runner = make(llama.url)
+        assert runner.tokenize("a bb cccc") == [1, 2, 4]  # fell back to {"content": ...}
+        assert runner.tokenize("dd") == [2]
+
+
+def test_tokenize_missing_endpoint(url: str) -> None:
+    with pytest.raises(RuntimeError, match=r"no usable /tokenize.*input_tokens=null"):
+        make(url, tokenize_endpoint=False).tokenize("a b")
+    with ServerProcess("--tokenize", "none") as bare, pytest.raises(RuntimeError, match="404"):
+        make(bare.url).tokenize("a b")
+
+
+def test_model_resolved_and_versions(url: str) -> None:
+    runner = make(url)
+    assert runner.model == "tiny-model"
+    versions = runner.versions()
+    assert versions["server.url"] == url and versions["server.model"] == "tiny-model"
+    assert "aiohttp" in versions
+    assert make(url, model="alias").model == "alias"
+
+
+def test_unreachable_server_names_the_url() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again before the runner connects
+    url = f"http://127.0.0.1:{port}"
+    with pytest.raises(RuntimeError, match=f"cannot reach .*{url}"):
+        make(url)
+
+
+def test_bad_api_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"runtime.api='responses'.*completions, chat"):
+        OpenAICompatConfig(api="responses")
+
+
+def test_http_error_carries_the_server_message(url: str) -> None:
+    with pytest.raises(RuntimeError, match=r"HTTP 400: 'max_tokens' must be a positive integer"):
+        collect(make(url), request(0))
+
+
+def test_api_key_from_the_named_variable(keyed_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(RuntimeError, match=r"HTTP 401: Incorrect API key"):
+        make(keyed_url)
+    with pytest.raises(RuntimeError, match=f"{KEY_ENV}, which is not set"):
+        make(keyed_url, api_key_env=KEY_ENV)
+    monkeypatch.setenv(KEY_ENV, KEY)
+    runner = make(keyed_url, api_key_env=KEY_ENV)
+    assert sum(d.tokens for d in collect(runner, request(3))) == 3
+    for text in (repr(runner.config), repr(runner), str(runner.versions())):
+        assert KEY not in text
+
+
+def test_sessions_follow_the_event_loop(url: str) -> None:
+    runner = make(url)
+    for _ in range(2):  # one asyncio.run per repetition, as the harness does
+        assert sum(d.tokens for d in collect(runner, request(2))) == 2
+    gc.collect()
+    assert all(session.closed for session, _ in runner._sessions.values())
+    runner.close()
+
+    async def explicit() -> None:
+        assert sum([d.tokens async for d in runner.astream(request(2))]) == 2
+        await runner.aclose()
+
+    asyncio.run(explicit())
+
+
+def test_many_concurrent_streams(url: str) -> None:
+    runner = make(url)
+    n = 200
+
+    async def run() -> list[int]:
+        async def one() -> int:
+            return sum([d.tokens async for d in runner.astream(request(16))])
+
+        return list(await asyncio.gather(*(one() for _ in range(n))))
+
+    start = time.perf_counter()
+    counts = asyncio.run(run())
+    elapsed = time.perf_counter() - start
+    assert counts == [16] * n
+    print(f"{n} concurrent streams of 16 tokens in {elapsed:.2f} s ({n / elapsed:.0f} req/s)")

@@ -1,0 +1,62 @@
+from harness.config import WorkloadConfig
+from harness.events import RepetitionInfo
+from harness.validity import judge
+from tests.unit.events_builder import MS, rec
+
+
+def workload(**kw) -> WorkloadConfig:
+    return WorkloadConfig(name="w", prompts=["a"], **{"min_duration_s": 0.0, **kw})
+
+
+def info(rep: int, seconds: float) -> RepetitionInfo:
+    return RepetitionInfo("measure", rep, "closed_loop", 0, int(seconds * 1000 * MS), 1)
+
+
+def test_clean_run_is_valid() -> None:
+    v = judge([info(0, 1.0)], [rec([10, 20])], workload(), [])
+    assert v.valid and v.problems == [] and v.flags == []
+
+
+def test_errors_short_outputs_and_small_repetitions_invalidate() -> None:
+    records = [
+        rec([10, 20], target=4),
+        rec([], tokens=[], index=1, error="RuntimeError: boom"),
+        rec([10, 20], rep=1),
+    ]
+    v = judge(
+        [info(0, 1.0), info(1, 0.5)], records, workload(min_requests=2, min_duration_s=1.0), []
+    )
+    assert not v.valid
+    assert v.problems == [
+        "1 of 3 requests failed: RuntimeError: boom",
+        "1 of 3 requests did not produce the forced length (e.g. repetition 0 request 0: "
+        "2 of 4 tokens, counted by engine)",
+        "repetition 0 completed 1 requests, workload.min_requests=2",
+        "repetition 1 completed 1 requests, workload.min_requests=2",
+        "repetition 1 ran 0.50 s, workload.min_duration_s=1.0",
+    ]
+
+
+def test_a_lagging_client_invalidates_the_run() -> None:
+    late = rec([50, 60], scheduled=0, send=12)  # 12 ms late, no slot wait
+    queued = rec([80, 90], index=1, scheduled=0, queue=30, send=30.5)  # waited for a slot
+    v = judge([info(0, 1.0)], [late, queued], workload(), [])
+    assert v.problems == [
+        "load generator fell behind: send lag max 12.00 ms > workload.max_send_lag_s=5.00 ms"
+    ]
+    ok = judge([info(0, 1.0)], [queued], workload(), [])
+    assert ok.valid
+
+
+def test_flags_do_not_invalidate() -> None:
+    coalesced = rec([10, 20], output=8, target=8, source="server_usage")
+    v = judge([info(0, 1.0)], [coalesced], workload(), ["ttft_mean_s: CV 12.0% ≥ 10%"])
+    assert v.valid
+    assert v.flags[0] == "unstable: ttft_mean_s: CV 12.0% ≥ 10%"
+    assert v.flags[1].startswith("token counts: 1 requests streamed 2 counted tokens but 8")
+
+
+def test_warmup_is_ignored_by_validity() -> None:
+    warm = rec([10, 20], phase="warmup", error="boom")
+    v = judge([info(0, 1.0)], [warm, rec([10, 20], index=1)], workload(), [])
+    assert v.valid

@@ -55,6 +55,7 @@ def resources(
     """Per measured repetition: the resource window between its marks, energy per token."""
     out.absent.update(log.absent)
     throttled: set[str] = set()
+    per_rep: dict[str, list[float]] = {}
     for info in infos:
         if info.phase != Phase.measure:
             continue
@@ -72,9 +73,10 @@ def resources(
             if joules is not None and tokens:
                 values[f"{source}_energy_per_output_token_j"] = joules / tokens
         for key, value in values.items():
-            out.per_rep.setdefault(key, []).append(value)
+            per_rep.setdefault(key, []).append(value)
         throttled.update(throttle_flags(log, start, end))
-    for key, vals in out.per_rep.items():
+    out.per_rep.update(per_rep)
+    for key, vals in per_rep.items():
         if key in PEAKS:
             out.metrics[key] = max(vals)
         elif key != "samples":

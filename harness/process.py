@@ -47,11 +47,17 @@ class ProcessResult:
 
 
 def tail(path: Path, lines: int = 15) -> str:
+    """The log's last lines; after a native crash, faulthandler's report from its first line
+    (other threads' stacks, such as the resource sampler's, follow the crashing one)."""
     try:
         text = path.read_text(errors="replace")
     except OSError:
         return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    all_lines = text.rstrip().splitlines()
+    fatal = [i for i, line in enumerate(all_lines) if line.startswith("Fatal Python error")]
+    if fatal:
+        return "\n".join(all_lines[fatal[-1] :][: lines * 2])
+    return "\n".join(all_lines[-lines:])
 
 
 def _kill_group(pid: int, sig: int) -> None:

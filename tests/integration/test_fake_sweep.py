@@ -1,10 +1,10 @@
 """The orchestrator end to end with the FakeRunner, checked through MLflow's client."""
 
-import json
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from harness.events import read_log
 from tests.conftest import HarnessRun, mlflow_runs
 
 SWEEP = "+sweep=fake_matrix"
@@ -57,13 +57,20 @@ def test_sweep_records_parent_and_children(
             "gpu.absent",
         ):
             assert tags[key], key
-        assert tags["absent.peak_vram_bytes"].startswith("no GPU")
+        assert tags["absent.gpu_peak_used_bytes"].startswith("no GPU")
+        assert tags["absent.cpu_energy_j"].startswith("RAPL")  # no powercap on these VMs
+        assert tags["harness.validity"] == "VALID"
+        assert tags["harness.estimator_version"] == "2"
+        assert tags["price.snapshot"] and tags["price.source"]
         assert params["workload.max_new_tokens"] == "8"
         assert params["model.source.path"] == str(tiny_gguf)
         assert metrics["requests"] == 6  # 2 prompts x 3 measured repetitions
         assert metrics["output_tokens"] == 48
         assert metrics["model_params"] == 2112
         assert metrics["ttft_p50_s"] > 0 and metrics["peak_rss_bytes"] > 0
+        assert metrics["peak_tree_rss_bytes"] > 0
+        assert metrics["output_throughput_tok_s_ci95_lo"] < metrics["output_throughput_tok_s"]
+        assert metrics["cost_per_1m_output_tokens_usd"] > 0
 
 
 def test_per_repetition_steps_and_artifacts(
@@ -81,15 +88,22 @@ def test_per_repetition_steps_and_artifacts(
         "cell.json",
         "config.yaml",
         "result.json",
-        "events.jsonl",
+        "events",
+        "resources.jsonl",
         "environment.json",
         "run.log",
     } <= names
-    local = Path(client.download_artifacts(cell.info.run_id, "events.jsonl", str(tmp_path)))
-    events = [json.loads(line) for line in local.read_text().splitlines()]
-    assert len(events) == 8  # (1 warmup + 3 measured) x 2 prompts, warmup kept apart
-    assert [e["phase"] for e in events].count("warmup") == 2
-    assert all(len(e["chunk_ns"]) == 8 for e in events)
+    local = Path(client.download_artifacts(cell.info.run_id, "events", str(tmp_path)))
+    infos, records = read_log(local.parent)
+    assert [(i.phase, i.repetition) for i in infos] == [
+        ("warmup", 0),
+        ("measure", 0),
+        ("measure", 1),
+        ("measure", 2),
+    ]
+    assert len(records) == 8  # (1 warmup + 3 measured) x 2 prompts, warmup kept apart
+    assert [r.phase for r in records].count("warmup") == 2
+    assert all(len(r.chunk_ns) == 8 for r in records)
 
 
 def test_rerun_skips_finished_cells(

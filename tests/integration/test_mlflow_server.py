@@ -79,7 +79,7 @@ def test_sweep_logs_to_a_server(
     cells = children(runs)
     assert len(cells) == 4 and len(children(runs, "sweep")) == 1
     names = {a.path for a in client.list_artifacts(cells[0].info.run_id)}
-    assert {"result.json", "events.jsonl", "config.yaml"} <= names
+    assert {"result.json", "events", "config.yaml"} <= names
     again = team_sweep(harness_cli, tiny_gguf, mlflow_server)
     assert "0 to run, 4 already done" in again.stderr
 

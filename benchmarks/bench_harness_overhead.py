@@ -1,5 +1,6 @@
-"""What the harness itself costs, printed: the clock, the per-token measurement loop, and the
-wall time of a FakeRunner sweep (subprocess per cell, MLflow logging) and of its resume.
+"""What the harness itself costs, printed: the clock, and the wall time of a FakeRunner sweep
+(subprocess per cell, MLflow logging) and of its resume. The per-token loop cost is figure 3
+of bench_measurement.py.
 
     .venv/bin/python benchmarks/bench_harness_overhead.py
 """
@@ -10,27 +11,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from harness.clock import now_ns  # noqa: E402
-from harness.config import WorkloadConfig  # noqa: E402
-from harness.measure import run_workload  # noqa: E402
-from runners import Request  # noqa: E402
-
-
-class NullRunner:
-    """Produces tokens instantly: what remains is the harness's own per-token cost."""
-
-    def tokenize(self, text: str) -> list[int]:
-        return [1] * len(text.split())
-
-    def stream(self, request: Request) -> Iterator[Sequence[int]]:
-        for _ in range(request.max_new_tokens):
-            yield (0,)
 
 
 def bench_clock(n: int = 1_000_000) -> float:
@@ -38,15 +24,6 @@ def bench_clock(n: int = 1_000_000) -> float:
     for _ in range(n):
         now_ns()
     return (time.perf_counter_ns() - t0) / n
-
-
-def bench_loop(tokens: int = 200_000) -> float:
-    workload = WorkloadConfig(
-        name="null", prompts=["a b c"], max_new_tokens=tokens, warmup_repetitions=0, repetitions=1
-    )
-    t0 = time.perf_counter_ns()
-    run_workload(NullRunner(), workload)  # type: ignore[arg-type]
-    return (time.perf_counter_ns() - t0) / tokens
 
 
 def bench_sweep() -> tuple[float, float]:
@@ -66,7 +43,6 @@ def bench_sweep() -> tuple[float, float]:
 
 if __name__ == "__main__":
     print(f"clock read (perf_counter_ns):        {bench_clock():8.1f} ns")
-    print(f"measurement loop per token:          {bench_loop():8.1f} ns")
     first, second = bench_sweep()
     print(f"4-cell FakeRunner sweep, first run:  {first:8.2f} s  ({first / 4:.2f} s per cell)")
     print(f"same sweep again (all cells cached): {second:8.2f} s")

@@ -129,6 +129,7 @@ def execute_cell(
         metrics=result.metrics,
         duration_s=time.perf_counter() - t0,
         synthetic=get_runner(cell.config.runtime.name).capabilities.synthetic,
+        flags=tuple(result.flags),
     )
 
 

@@ -72,6 +72,7 @@ class Outcome:
     metrics: dict[str, float] = field(default_factory=dict)
     duration_s: float = 0.0  # wall time spent on it in this sweep (0 when not run now)
     synthetic: bool = False
+    flags: tuple[str, ...] = ()
 
 
 def _plain(obj: Any) -> Any:

@@ -13,14 +13,28 @@ def _num(fmt: str, scale: float = 1.0) -> Callable[[float | None], str]:
 
 COLUMNS: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
     ("tok/s", "output_throughput_tok_s", _num(".1f")),
-    ("± std", "output_throughput_tok_s_std", _num(".1f")),
-    ("TTFT p95 ms", "ttft_p95_s", _num(".1f", 1e3)),
-    ("ITL p95 ms", "itl_p95_s", _num(".2f", 1e3)),
-    ("e2e p95 s", "e2e_p95_s", _num(".3f")),
+    ("± 95% CI", "output_throughput_tok_s_ci95_half", _num(".1f")),
+    ("CV %", "output_throughput_tok_s_cv", _num(".1f", 100)),
+    ("TTFT p50 ms", "ttft_p50_s", _num(".1f", 1e3)),
+    ("ITL p50 ms", "itl_p50_s", _num(".2f", 1e3)),
+    ("ITL p99 ms", "itl_p99_s", _num(".2f", 1e3)),
+    ("e2e p50 s", "e2e_p50_s", _num(".3f")),
     ("peak RSS MiB", "peak_rss_bytes", _num(".0f", 1 / 2**20)),
     ("bpw", "model_bpw", _num(".2f")),
     ("file MiB", "model_file_bytes", _num(".1f", 1 / 2**20)),
+    ("$/1M out", "cost_per_1m_output_tokens_usd", _num(".3f")),
 )
+
+
+def _with_derived(metrics: dict[str, float]) -> dict[str, float]:
+    out = dict(metrics)
+    hi, mean = (
+        metrics.get("output_throughput_tok_s_ci95_hi"),
+        metrics.get("output_throughput_tok_s"),
+    )
+    if hi is not None and mean is not None:
+        out["output_throughput_tok_s_ci95_half"] = hi - mean
+    return out
 
 
 def _parts(cell_id: str) -> list[str]:
@@ -46,8 +60,10 @@ def summary_table(outcomes: Sequence[Outcome]) -> str:
     rows = []
     for name, o in zip(names, outcomes, strict=True):
         status = o.status.value + (" (synthetic)" if o.synthetic else "")
-        cols = [fmt(o.metrics.get(key)) for _, key, fmt in COLUMNS]
-        note = o.reason.replace("|", "/").replace("\n", " ")[:120]
+        metrics = _with_derived(o.metrics)
+        cols = [fmt(metrics.get(key)) for _, key, fmt in COLUMNS]
+        note = "; ".join([o.reason, *o.flags] if o.reason else o.flags)
+        note = note.replace("|", "/").replace("\n", " ")[:160]
         rows.append([name, status, *cols, note])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]

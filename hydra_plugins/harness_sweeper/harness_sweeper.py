@@ -6,8 +6,8 @@ every cell before launching any (skips, resume, progress, one parent run) and a 
 never ends the sweep. Its config is registered by ``harness.config.register_configs``.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Hydra's plugin scan executes this module without
+# registering it in sys.modules, and dataclasses then cannot resolve string annotations.
 from dataclasses import dataclass
 from typing import Any
 

@@ -36,8 +36,13 @@ def test_two_cell_real_sweep(harness_cli: HarnessRun, model_cache: Path, tmp_pat
         assert tags["runtime.llama_cpp_python"] == "0.3.36"
         assert tags["pkg.llama-cpp-python"] == "0.3.36"
         assert m["output_tokens"] == 2 * 8 * 3  # forced length met on every request
-        assert m["output_throughput_tok_s"] > 0 and m["ttft_p95_s"] > 0 and m["itl_p95_s"] > 0
-        assert m["e2e_p95_s"] >= m["ttft_p95_s"]
+        assert m["output_throughput_tok_s"] > 0 and m["ttft_p50_s"] > 0 and m["itl_p90_s"] > 0
+        # 6 requests are too few for a TTFT p95: absent with the reason, never a number
+        assert tags["absent.ttft_p95_s"] == "6 samples, p95 needs >= 59"
+        assert m["e2e_p50_s"] >= m["ttft_p50_s"]
+        assert tags["harness.validity"] == "VALID"
+        # harness clock vs llama.cpp's own decode counters, repetition by repetition
+        assert 0.9 < m["decode_fidelity_ratio"] < 1.1
         assert m["peak_rss_bytes"] > m["model_file_bytes"] * 0.5
         assert m["load_time_s"] > 0
         assert m["model_params"] == 134515008

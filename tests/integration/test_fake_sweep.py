@@ -4,6 +4,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from harness.compare import compare_runs
 from harness.events import read_log
 from tests.conftest import HarnessRun, mlflow_runs
 
@@ -104,6 +105,11 @@ def test_per_repetition_steps_and_artifacts(
     assert len(records) == 8  # (1 warmup + 3 measured) x 2 prompts, warmup kept apart
     assert [r.phase for r in records].count("warmup") == 2
     assert all(len(r.chunk_ns) == 8 for r in records)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    same = compare_runs(
+        uri, cell.info.run_id, cell.info.run_id, "output_throughput_tok_s", higher_is_better=True
+    )
+    assert same.n_a == 3 and same.ratio == 1.0 and same.verdict == "no significant difference"
 
 
 def test_rerun_skips_finished_cells(

@@ -246,10 +246,13 @@ def _drive_offline(
         except Exception as e:
             outs, error = [[] for _ in reqs], f"{type(e).__name__}: {e}"
         t_done = now_ns()
+        # a network client's generate() knows the server's usage counts, not token ids
+        exact = not runner.capabilities.async_streaming
         for slot, req, out in zip(batch, reqs, outs, strict=True):
             rec = _Recorder()
             if out:
                 rec.chunk_ns, rec.chunk_tokens, rec.first_content = [t_done], [len(out)], t_done
+                rec.usage_out = None if exact else len(out)
             records.append(
                 _record(
                     slot,
@@ -260,7 +263,7 @@ def _drive_offline(
                     t_send,
                     rec,
                     error,
-                    engine_counts=True,
+                    engine_counts=exact,
                     streamed=False,
                 )
             )

@@ -203,3 +203,13 @@ def test_poisson_with_a_cap_over_http(server_url: str) -> None:
         sum(1 for o in records if o.t_send_ns <= r.t_send_ns < o.chunk_ns[-1]) for r in records
     )
     assert in_flight <= 2
+
+
+def test_offline_over_http_counts_from_server_usage(server_url: str) -> None:
+    runner = client(server_url)
+    try:
+        _info, records = drive(runner, workload(mode=LoadMode.offline, requests=3))
+    finally:
+        runner.close()
+    assert [r.output_tokens for r in records] == [4, 4, 4]
+    assert {r.output_count_source for r in records} == {"server_usage"}

@@ -43,7 +43,7 @@ def _wait_until(due_ns: int) -> None:
     if remaining > 1_000_000:
         time.sleep((remaining - 1_000_000) / 1e9)
     while time.perf_counter_ns() < due_ns:
-        pass
+        continue  # deliberate busy-wait for the last millisecond (see docstring)
 
 
 class FakeRunner:

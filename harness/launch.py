@@ -75,9 +75,10 @@ def run_sweep(
     params: dict[str, str] | None,
     arguments: list[str],
     max_batch_size: int | None,
+    grid: list[dict[str, str]] | None = None,
 ) -> None:
     """The HarnessSweeper's body."""
-    jobs = expand(params, arguments)
+    jobs = expand(params, arguments, grid)
     cells = plan_sweep(config, context, jobs)
     name = _sweep_name(config)
     sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -33,16 +33,30 @@ class Cell:
     overrides: tuple[str, ...]  # Hydra overrides that compose this cell
     config: HarnessConfig
     key: str
-    skip: str | None  # why it cannot run; None when it can
+    skip: str | None  # why it cannot run at all; None when it can
+    # why it cannot run in this environment (a package missing where the worker runs): the
+    # cell is recorded as failed, with the install command, without launching anything
+    blocked: str | None = None
 
 
-def expand(params: Mapping[str, str] | None, arguments: Sequence[str]) -> list[list[str]]:
+def expand(
+    params: Mapping[str, str] | None,
+    arguments: Sequence[str],
+    grid: Sequence[Mapping[str, str]] | None = None,
+) -> list[list[str]]:
     """Job override lists: the sweep file's params first, then the command line (a key given
-    on the command line replaces the sweep file's values), Cartesian product in that order."""
-    merged = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
-    overrides = OverridesParser.create().parse_overrides(merged)
-    (batch,) = BasicSweeper.split_arguments(overrides, None)
-    return batch
+    on the command line replaces the sweep file's values), Cartesian product in that order.
+
+    ``grid`` is a list of param blocks, each expanded with ``params`` as its own Cartesian
+    product and the results concatenated in order (axes that only make sense together, such
+    as a runtime and the methods it runs, go in one block). Duplicate jobs are dropped."""
+    jobs: list[list[str]] = []
+    for block in grid or [{}]:
+        merged = [f"{k}={v}" for k, v in {**(params or {}), **block}.items()] + list(arguments)
+        overrides = OverridesParser.create().parse_overrides(merged)
+        (batch,) = BasicSweeper.split_arguments(overrides, None)
+        jobs += [job for job in batch if job not in jobs]
+    return jobs
 
 
 def cell_id(choices: Mapping[str, str], overrides: Sequence[str]) -> str:

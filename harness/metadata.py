@@ -138,6 +138,7 @@ def environment() -> dict[str, Any]:
         "host": socket.gethostname(),
         "os": platform.platform(),
         "python": platform.python_version(),
+        "python_executable": sys.executable,  # a cell may run under another venv's Python
         "python_implementation": platform.python_implementation(),
         "cpu": {
             "model": cpu_model(),

@@ -9,8 +9,11 @@ FAILED run with its error's last lines; the sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,23 +24,45 @@ from omegaconf import OmegaConf
 from harness import worker
 from harness.artifacts import ArtifactCache
 from harness.config import to_container
+from harness.equivalence import differences
+from harness.interpreter import executable
 from harness.matrix import Cell, sweep_id
 from harness.metadata import environment
-from harness.plan import source_of
-from harness.process import ProcessResult, python_module, run_process
+from harness.plan import source_of, steps_of
+from harness.process import ProcessResult, run_process
 from harness.progress import Console
-from harness.quantize import describe, plan
+from harness.quantize import describe
 from harness.record import cell_record, skipped_result, sweep_record
 from harness.result import CellResult, Outcome, Status, load_result, write_json_atomic
 from harness.tracking import FAILED, FINISHED, ResultSink
 from runners import get_runner
 
 MEASURED = (Status.ok, Status.invalid)
+# Cells that share these axes are meant to be comparable: their settings must match.
+COMPARABLE = ("model", "workload", "hardware")
 
 
-def _worker(phase: str, cell_dir: Path, timeout_s: float) -> ProcessResult:
-    argv = python_module("harness.worker", phase, str(cell_dir))
-    return run_process(argv, cell_dir / f"{phase}.log", timeout_s)
+# Written by a runner that launches a server in its own process group; read here so that a
+# worker killed at its deadline, or crashed, cannot leave the server running.
+SERVER_PGID_FILE = "server.pgid"
+
+
+def _worker(phase: str, cell_dir: Path, timeout_s: float, python: str | None) -> ProcessResult:
+    argv = [executable(python), "-m", "harness.worker", phase, str(cell_dir)]
+    try:
+        return run_process(argv, cell_dir / f"{phase}.log", timeout_s)
+    finally:
+        _reap_servers(cell_dir)
+
+
+def _reap_servers(cell_dir: Path) -> None:
+    """Kill the process group of any server the worker started and did not stop itself."""
+    path = cell_dir / SERVER_PGID_FILE
+    if not path.is_file():
+        return
+    with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+        os.killpg(int(path.read_text().strip()), signal.SIGKILL)
+    path.unlink(missing_ok=True)
 
 
 def _failure(pr: ProcessResult, cell_dir: Path, phase: str, timeout_s: float) -> CellResult:
@@ -58,7 +83,7 @@ def _artifact(cell: Cell, cell_dir: Path) -> CellResult | None:
     when that fails."""
     cfg = cell.config
     source = source_of(cfg)
-    steps = plan(cfg.method.name, cfg.precision.name, source.sha256, source.table)
+    steps = steps_of(cfg, source)
     spec = {
         "cell_id": cell.cell_id,
         "cell_key": cell.key,
@@ -76,7 +101,7 @@ def _artifact(cell: Cell, cell_dir: Path) -> CellResult | None:
     if info is not None:
         write_json_atomic(cell_dir / worker.ARTIFACT_FILE, info)
         return None
-    pr = _worker("prepare", cell_dir, cfg.run.prepare_timeout_s)
+    pr = _worker("prepare", cell_dir, cfg.run.prepare_timeout_s, cfg.runtime.python)
     if pr.returncode != 0:
         return _failure(pr, cell_dir, "prepare", cfg.run.prepare_timeout_s)
     return None
@@ -84,7 +109,7 @@ def _artifact(cell: Cell, cell_dir: Path) -> CellResult | None:
 
 def _measure(cell: Cell, cell_dir: Path) -> CellResult:
     timeout = cell.config.run.timeout_s
-    pr = _worker("run", cell_dir, timeout)
+    pr = _worker("run", cell_dir, timeout, cell.config.runtime.python)
     path = cell_dir / worker.RESULT_FILE
     if not path.is_file():
         return _failure(pr, cell_dir, "run", timeout)
@@ -105,7 +130,10 @@ def execute_cell(
     for name in stale:
         (cell_dir / name).unlink(missing_ok=True)
     shutil.rmtree(cell_dir / worker.EVENTS_FILE, ignore_errors=True)
-    result = _artifact(cell, cell_dir) or _measure(cell, cell_dir)
+    if cell.blocked:
+        result = CellResult(status=Status.failed, reason=cell.blocked)
+    else:
+        result = _artifact(cell, cell_dir) or _measure(cell, cell_dir)
     env_file = cell_dir / worker.ENV_FILE
     env = json.loads(env_file.read_text()) if env_file.is_file() else environment()
     record = cell_record(cell, result, env, *sweep)
@@ -117,7 +145,8 @@ def execute_cell(
         worker.ENV_FILE,
         worker.RESOURCES_FILE,
     )
-    record.files = [cell_dir / f for f in (*files, "prepare.log", "run.log")]
+    logs = ("prepare.log", "run.log", "server.log")
+    record.files = [cell_dir / f for f in (*files, *logs)]
     status = FINISHED if result.status in MEASURED else FAILED
     run_id = sink.log_run(record, parent_id, status)
     return Outcome(
@@ -130,6 +159,7 @@ def execute_cell(
         duration_s=time.perf_counter() - t0,
         synthetic=get_runner(cell.config.runtime.name).capabilities.synthetic,
         flags=tuple(result.flags),
+        settings=result.settings,
     )
 
 
@@ -157,10 +187,18 @@ class Sweep:
         for cell in self.cells:
             if cell.key in done:
                 status = Status.skipped if cell.skip else Status.cached
-                run_id, metrics = done[cell.key]
+                run_id, metrics, settings = done[cell.key]
                 synthetic = get_runner(cell.config.runtime.name).capabilities.synthetic
                 self.outcomes[cell.key] = Outcome(
-                    cell.cell_id, cell.key, status, cell.skip or "", run_id, metrics, 0.0, synthetic
+                    cell.cell_id,
+                    cell.key,
+                    status,
+                    cell.skip or "",
+                    run_id,
+                    metrics,
+                    0.0,
+                    synthetic,
+                    settings=settings,
                 )
             elif cell.skip:
                 self._log_skip(cell)
@@ -180,6 +218,17 @@ class Sweep:
         self.outcomes[cell.key] = outcome
         self.console.finished(self, outcome)
 
+    def equivalence_warnings(self) -> list[str]:
+        """Cells meant to be comparable (same model, workload and hardware) whose effective
+        generation settings differ, e.g. one runtime applies a chat template."""
+        rows = []
+        for cell in self.cells:
+            outcome = self.outcomes.get(cell.key)
+            if outcome is not None and outcome.settings:
+                group = "/".join(cell.choices.get(a, "?") for a in COMPARABLE)
+                rows.append((cell.cell_id, group, outcome.settings))
+        return differences(rows)
+
     def failed(self, cell: Cell, error: str) -> Outcome:
         """A job that raised instead of returning an outcome: still recorded as a failed run."""
         result = CellResult(status=Status.failed, reason=error[:2000])
@@ -191,6 +240,11 @@ class Sweep:
         """Summary table, cells.json and summary.md on the parent run; 1 if any cell failed."""
         ordered = [self.outcomes[c.key] for c in self.cells if c.key in self.outcomes]
         summary = self.console.summary(ordered)
+        warnings = self.equivalence_warnings()
+        for line in warnings:
+            self.console.warn(line)
+        if warnings:
+            summary += "\n\n" + "\n".join(f"- warning: {w}" for w in warnings)
         out_dir.mkdir(parents=True, exist_ok=True)
         cells_file, summary_file = out_dir / "cells.json", out_dir / "summary.md"
         write_json_atomic(cells_file, [asdict(o) for o in ordered])
@@ -198,5 +252,6 @@ class Sweep:
         failed = any(o.status is Status.failed for o in ordered)
         incomplete = len(ordered) < len(self.cells)
         status = FAILED if failed or incomplete else FINISHED
-        self.sink.close_sweep(self.parent_id, status, [cells_file, summary_file])
+        tags = {"harness.equivalence": "; ".join(warnings) if warnings else "equivalent"}
+        self.sink.close_sweep(self.parent_id, status, [cells_file, summary_file], tags)
         return 1 if failed or incomplete else 0

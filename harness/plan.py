@@ -1,6 +1,7 @@
 """Turn composed configs into cells, checking everything that can be checked without a
-runtime: the config types, the model file (present, a readable GGUF), the compatibility rules.
-Mistakes here are the user's, so they surface as one-line UserErrors before anything runs.
+runtime: the config types, the model source (a readable GGUF file or an HF checkpoint
+directory), the compatibility rules, and the packages where the worker will run. Mistakes
+here are the user's, so they surface as one-line UserErrors before anything runs.
 """
 
 from __future__ import annotations
@@ -13,22 +14,23 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from harness.artifacts import ArtifactCache, locate_source, sha256_file
-from harness.compat import skip_reason
+from harness.artifacts import ArtifactCache, locate_source, sha256_path
+from harness.compat import missing_reason, required_packages, skip_reason
 from harness.config import AXES, HarnessConfig
 from harness.errors import UserError
 from harness.gguf_file import InvalidGGUFError, TensorTable, read_table
+from harness.interpreter import dist_versions
 from harness.matrix import Cell, cell_id, cell_key
-from harness.metadata import machine_identity, package_versions
+from harness.metadata import machine_identity
 from harness.metrics import ESTIMATOR_VERSION
-from runners import get_runner
+from harness.quantize import PlanError, plan
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
     path: Path
     sha256: str
-    table: TensorTable
+    table: TensorTable | None  # None: an HF checkpoint directory
 
 
 _sources: dict[tuple[str, str], Source] = {}
@@ -39,13 +41,15 @@ def source_of(config: HarnessConfig) -> Source:
     path = locate_source(config.model.source)
     memo = (str(path), config.run.cache_dir)
     if memo not in _sources:
-        try:
-            table = read_table(path)
-        except InvalidGGUFError as e:
-            raise UserError(f"model {config.model.name}: {e}") from None
+        table = None
+        if not path.is_dir():
+            try:
+                table = read_table(path)
+            except InvalidGGUFError as e:
+                raise UserError(f"model {config.model.name}: {e}") from None
         cache = ArtifactCache(Path(config.run.cache_dir))
         cache.root.mkdir(parents=True, exist_ok=True)
-        _sources[memo] = Source(path, sha256_file(path, cache.hash_index), table)
+        _sources[memo] = Source(path, sha256_path(path, cache.hash_index), table)
     return _sources[memo]
 
 
@@ -78,9 +82,35 @@ def to_typed(cfg: DictConfig) -> HarnessConfig:
     return obj
 
 
+def installed(config: HarnessConfig) -> dict[str, str | None]:
+    """Versions of what the cell needs, where its worker will run (None: not installed)."""
+    return dist_versions(config.runtime.python, required_packages(config))
+
+
 def runtime_versions(config: HarnessConfig) -> dict[str, str]:
-    runner = get_runner(config.runtime.name)
-    return {**package_versions(runner.packages), "harness.estimator": ESTIMATOR_VERSION}
+    found = {k: v for k, v in installed(config).items() if v is not None}
+    return {**found, "harness.estimator": ESTIMATOR_VERSION}
+
+
+def steps_of(config: HarnessConfig, source: Source) -> list[Any]:
+    """The artifact derivation steps of this cell (raises PlanError when impossible)."""
+    fmt = config.runtime.model_format()
+    converter = None
+    if fmt == "hf" and source.table is not None:
+        converter = dist_versions(config.runtime.python, ["transformers"])["transformers"]
+    return plan(
+        config.method.name, config.precision.name, source.sha256, source.table, fmt, converter
+    )
+
+
+def _skip(config: HarnessConfig, source: Source) -> str | None:
+    reason = skip_reason(config)
+    if reason is None:
+        try:
+            steps_of(config, source)
+        except PlanError as e:
+            reason = str(e)
+    return reason
 
 
 def plan_cell(
@@ -99,5 +129,6 @@ def plan_cell(
         overrides=tuple(overrides),
         config=config,
         key=key,
-        skip=skip_reason(config),
+        skip=_skip(config, source),
+        blocked=missing_reason(config, installed(config)),
     )

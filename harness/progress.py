@@ -42,6 +42,9 @@ class Console:
             if o.status is Status.skipped:
                 self._print(f"  skipped {o.cell_id}: {o.reason}")
 
+    def warn(self, line: str) -> None:
+        self._print(f"harness: warning: {line}")
+
     def started(self, cell: Cell) -> None:
         self._print(f"[{len(self.ran) + 1}/{self.to_run}] running {cell.cell_id}")
 

@@ -18,6 +18,7 @@ from harness.metrics import ESTIMATOR_VERSION
 from harness.result import CellResult, Status
 from runners import get_runner
 
+SETTINGS_PREFIX = "gen."  # effective generation settings, as params
 PARAM_MAX = 6000  # MLflow's limit on a param value
 TAG_MAX = 8000  # and on a tag value
 
@@ -45,6 +46,7 @@ def environment_tags(env: dict[str, Any]) -> dict[str, str]:
         "cpu.model": str(env.get("cpu", {}).get("model", "")),
         "cpu.usable_cores": str(env.get("cpu", {}).get("usable_cores", "")),
         "python.version": str(env.get("python", "")),
+        "python.executable": str(env.get("python_executable", "")),
         "git.commit": str(env.get("git", {}).get("commit", "unknown")),
         "git.dirty": str(env.get("git", {}).get("dirty", "unknown")),
     }
@@ -115,6 +117,7 @@ def cell_record(
         tags.update({f"artifact.recipe.{k}": v for k, v in a.recipe.items()})
         tags.update({f"artifact.params.{k}": str(v) for k, v in a.tensor_types.items()})
     params = {k: _param(v) for k, v in flatten(identity(cell.config)).items()}
+    params.update({f"{SETTINGS_PREFIX}{k}": _param(v) for k, v in result.settings.items()})
     metrics = [(k, float(v), 0) for k, v in sorted(result.metrics.items())]
     for key, values in sorted(result.per_rep.items()):
         metrics += [(f"rep.{key}", float(v), i) for i, v in enumerate(values)]

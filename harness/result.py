@@ -55,6 +55,8 @@ class CellResult:
     problems: list[str] = field(default_factory=list)  # any one makes the run INVALID
     flags: list[str] = field(default_factory=list)  # caveats that travel with the numbers
     versions: dict[str, str] = field(default_factory=dict)
+    # effective generation settings (see harness/equivalence.py), compared across runtimes
+    settings: dict[str, str] = field(default_factory=dict)
     artifact: ArtifactInfo | None = None
     error: str | None = None  # last lines of the error, for failed cells
     schema_version: int = SCHEMA_VERSION
@@ -73,6 +75,7 @@ class Outcome:
     duration_s: float = 0.0  # wall time spent on it in this sweep (0 when not run now)
     synthetic: bool = False
     flags: tuple[str, ...] = ()
+    settings: dict[str, str] = field(default_factory=dict)
 
 
 def _plain(obj: Any) -> Any:

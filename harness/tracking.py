@@ -20,9 +20,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from harness.config import TrackingBackend, TrackingConfig
 from harness.errors import UserError
-from harness.record import RunRecord
+from harness.record import SETTINGS_PREFIX, RunRecord
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
+# run id, metrics, effective generation settings of a finished cell run
+FinishedCell = tuple[str, dict[str, float], dict[str, str]]
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -53,9 +55,11 @@ def _guarded(method: Callable[P, T]) -> Callable[P, T]:
 
 class ResultSink(Protocol):
     def open_sweep(self, sweep_id: str, record: RunRecord) -> str: ...
-    def finished_cells(self, keys: list[str]) -> dict[str, tuple[str, dict[str, float]]]: ...
+    def finished_cells(self, keys: list[str]) -> dict[str, FinishedCell]: ...
     def log_run(self, record: RunRecord, parent_id: str | None, status: str) -> str: ...
-    def close_sweep(self, run_id: str, status: str, files: list[Path]) -> None: ...
+    def close_sweep(
+        self, run_id: str, status: str, files: list[Path], tags: dict[str, str] | None = None
+    ) -> None: ...
     def describe(self) -> str: ...
 
 
@@ -167,8 +171,9 @@ class MlflowSink:
             self.client.set_terminated(run_id, status=KILLED)
 
     @_guarded
-    def finished_cells(self, keys: list[str]) -> dict[str, tuple[str, dict[str, float]]]:
-        """cell key -> (run id, metrics) of the newest FINISHED run (ok, invalid or skipped)
+    def finished_cells(self, keys: list[str]) -> dict[str, FinishedCell]:
+        """cell key -> (run id, metrics, settings) of the newest FINISHED run (ok, invalid,
+        skipped)
         for each of ``keys``. One indexed query per key (MLflow has no IN for tags), so the
         cost follows the sweep's size, not the history of the store."""
         out = {}
@@ -180,7 +185,13 @@ class MlflowSink:
                 order_by=["attributes.start_time DESC"],
             )
             if runs:
-                out[key] = (str(runs[0].info.run_id), dict(runs[0].data.metrics))
+                data = runs[0].data
+                settings = {
+                    k.removeprefix(SETTINGS_PREFIX): v
+                    for k, v in data.params.items()
+                    if k.startswith(SETTINGS_PREFIX)
+                }
+                out[key] = (str(runs[0].info.run_id), dict(data.metrics), settings)
         return out
 
     def _create(self, record: RunRecord, parent_id: str | None) -> str:
@@ -213,7 +224,11 @@ class MlflowSink:
         return run_id
 
     @_guarded
-    def close_sweep(self, run_id: str, status: str, files: list[Path]) -> None:
+    def close_sweep(
+        self, run_id: str, status: str, files: list[Path], tags: dict[str, str] | None = None
+    ) -> None:
+        for key, value in (tags or {}).items():
+            self.client.set_tag(run_id, key, value[:8000])
         for path in files:
             self.client.log_artifact(run_id, str(path))
         self.client.set_terminated(run_id, status=status)

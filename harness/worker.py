@@ -26,6 +26,7 @@ from harness.artifacts import ArtifactCache, Step
 from harness.assemble import assemble
 from harness.clock import now_ns, seconds
 from harness.config import HarnessConfig, from_container
+from harness.equivalence import settings as effective_settings
 from harness.events import EVENTS_DIR
 from harness.measure import Session
 from harness.metadata import environment, gpu_info, usable_cpus
@@ -87,7 +88,14 @@ def run(cell_dir: Path, cfg: HarnessConfig) -> CellResult:
     _check_device(cfg)
     artifact = ArtifactInfo(**json.loads((cell_dir / ARTIFACT_FILE).read_text()))
     runner_cls = get_runner(cfg.runtime.name)
-    load = LoadSpec(Path(artifact.path), cfg.hardware.device.value, _threads(cfg))
+    load = LoadSpec(
+        model_path=Path(artifact.path),
+        device=cfg.hardware.device.value,
+        threads=_threads(cfg),
+        method=cfg.method.name,
+        precision=cfg.precision.name,
+        workdir=cell_dir,
+    )
     runner = runner_cls(cfg.runtime, load)
     gpu = cfg.hardware.gpu_index if cfg.hardware.device.value == "cuda" else None
     monitor = ResourceMonitor(os.getpid(), gpu, interval_s=SAMPLE_INTERVAL_S)
@@ -99,6 +107,7 @@ def run(cell_dir: Path, cfg: HarnessConfig) -> CellResult:
         load_s = seconds(now_ns() - t0)
         versions = runner.versions()
         write_json(cell_dir / ENV_FILE, {**environment(), "runtime": versions})
+        runner_settings = runner.generation_settings()
         measurement = Session(runner, cfg.workload, cell_dir, monitor).run()
     finally:
         runner.close()
@@ -133,6 +142,7 @@ def run(cell_dir: Path, cfg: HarnessConfig) -> CellResult:
         problems=out.problems,
         flags=out.flags,
         versions=versions,
+        settings=effective_settings(runner_settings, measurement.records),
         artifact=artifact,
     )
 

@@ -7,7 +7,7 @@ turns text into token ids and produces token ids. Adapters import their runtime 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
@@ -17,9 +17,25 @@ from omegaconf import MISSING
 
 @dataclass
 class RunnerConfig:
-    """Base of every runner's typed config; ``name`` is the registry key."""
+    """Base of every runner's typed config; ``name`` is the registry key.
+
+    ``python`` names the interpreter the cell's worker runs under (a separate virtual
+    environment with this harness installed), for runtimes whose pins conflict (vLLM and
+    TensorRT-LLM pin different torch versions). None: the parent's own interpreter.
+    """
 
     name: str = MISSING
+    python: str | None = None
+
+    def model_format(self) -> str | None:
+        """The artifact this config loads: ``gguf`` (a file), ``hf`` (a checkpoint directory)
+        or None when the runner needs no local model (a client of a remote server)."""
+        return "gguf"
+
+    def required_packages(self) -> tuple[str, ...]:
+        """Distributions this configuration needs beyond the runner's own ``packages`` (e.g.
+        the server a launch profile starts), checked where the worker runs before launch."""
+        return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +47,8 @@ class Capabilities:
     logits: bool
     gpu_offload: bool
     devices: frozenset[str]
-    methods: frozenset[str]
-    precisions: frozenset[str]
+    # method -> the precisions this runtime runs it at (e.g. {"gguf": {"q4_k_m", ...}}).
+    support: Mapping[str, frozenset[str]]
     # Only the FakeRunner sets this: its numbers are injected, never measured, never reported.
     synthetic: bool = False
     # Requests the runtime can serve at once: 1 for an in-process single-stream engine, None
@@ -44,15 +60,29 @@ class Capabilities:
     # Takes a fixed share of device memory up front (vLLM, TensorRT-LLM): its peak VRAM is a
     # setting, not a need, and is flagged as such.
     preallocates_memory: bool = False
+    # Loads the model in the worker's own process (False: a client of a server process),
+    # so a method's library (torchao, bitsandbytes) must be importable there.
+    in_process: bool = True
+
+    @property
+    def methods(self) -> frozenset[str]:
+        return frozenset(self.support)
+
+    @property
+    def precisions(self) -> frozenset[str]:
+        return frozenset().union(*self.support.values())
 
 
 @dataclass(frozen=True, slots=True)
 class LoadSpec:
     """Everything a runner needs to load, decided by the harness (artifact cache, hardware)."""
 
-    model_path: Path
+    model_path: Path  # a GGUF file or an HF checkpoint directory (see model_format)
     device: str
     threads: int
+    method: str = "none"  # the cell's quantization method and precision, for runtimes that
+    precision: str = "native"  # quantize or cast at load time (HF + torchao, bitsandbytes)
+    workdir: Path | None = None  # the cell's directory: server logs and pid files go here
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +110,9 @@ class Delta:
     content: bool
     prompt_tokens: int | None = None
     output_tokens: int | None = None
+    # Where ``output_tokens`` came from when it is not the server's usage block:
+    # "finish_length" (the server stopped at max_tokens) or "retokenized" (text re-tokenised).
+    output_source: str = "server_usage"
 
 
 @runtime_checkable
@@ -108,6 +141,11 @@ class Runner(Protocol):
 
     def versions(self) -> dict[str, str]:
         """Runtime version and build details (valid after ``load``)."""
+
+    def generation_settings(self) -> dict[str, str]:
+        """The effective generation settings this runner applies to every request (chat
+        template or raw prompt, sampling, EOS handling, BOS, length limits), recorded per cell
+        so that cells on different runtimes can be checked for equivalence."""
 
     def counters(self) -> dict[str, float]:
         """Cumulative counters the engine keeps about itself (e.g. llama.cpp's decode time and

@@ -55,8 +55,7 @@ class FakeRunner:
         logits=False,
         gpu_offload=False,
         devices=frozenset({"cpu", "cuda"}),
-        methods=frozenset({"none", "gguf"}),
-        precisions=frozenset({"native", "f16"}),
+        support={"none": frozenset({"native"}), "gguf": frozenset({"f16"})},
         synthetic=True,
     )
     packages: ClassVar[tuple[str, ...]] = ()
@@ -99,6 +98,9 @@ class FakeRunner:
 
     def versions(self) -> dict[str, str]:
         return {"fake": "1"}
+
+    def generation_settings(self) -> dict[str, str]:
+        return {"chat_template": "none (raw prompt)", "sampling": "synthetic", "eos": "none"}
 
     def counters(self) -> dict[str, float]:
         return {}

@@ -36,6 +36,25 @@ FTYPES: dict[str, int] = {
     "iq4_xs": 30,
     "bf16": 32,
 }
+# KV cache element types (ggml.h, `enum ggml_type`) llama.cpp accepts for type_k / type_v.
+KV_TYPES: dict[str, int] = {
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q5_0": 6,
+    "q5_1": 7,
+    "q8_0": 8,
+    "iq4_nl": 20,
+    "bf16": 30,
+}
+_UNQUANTIZED_KV = frozenset({"f32", "f16", "bf16"})
+# What every cell of this runner does to a request (compared across runtimes).
+SETTINGS = {
+    "chat_template": "none (raw prompt)",
+    "sampling": "greedy",
+    "eos": "ignored (exactly max_new_tokens)",
+}
 
 
 @dataclass
@@ -47,6 +66,9 @@ class LlamaCppConfig(RunnerConfig):
     n_threads: int | None = None  # None: the hardware profile's thread count
     n_gpu_layers: int = 0
     flash_attn: bool = False
+    type_k: str = "f16"  # KV cache types (see KV_TYPES); a quantized V needs flash_attn
+    type_v: str = "f16"
+    offload_kqv: bool = True  # with n_gpu_layers > 0: keep the KV cache on the GPU
     use_mmap: bool = True
     seed: int = 0
 
@@ -55,6 +77,21 @@ class LlamaCppConfig(RunnerConfig):
             raise ValueError(f"runtime.n_ctx={self.n_ctx} is too small (need >= 16)")
         if self.n_threads is not None and self.n_threads < 1:
             raise ValueError(f"runtime.n_threads={self.n_threads} must be >= 1 or null")
+        if self.n_batch < 1 or self.n_ubatch < 1 or self.n_gpu_layers < -1:
+            raise ValueError("runtime.n_batch and n_ubatch must be >= 1, n_gpu_layers >= -1")
+        for field in ("type_k", "type_v"):
+            value = getattr(self, field)
+            if value not in KV_TYPES:
+                raise ValueError(
+                    f"runtime.{field}={value!r} is invalid; choose one of: {', '.join(KV_TYPES)}"
+                )
+        if self.type_v not in _UNQUANTIZED_KV and not self.flash_attn:
+            raise ValueError(
+                f"runtime.type_v={self.type_v} (a quantized V cache) needs runtime.flash_attn=true"
+            )
+
+    def model_format(self) -> str | None:
+        return "gguf"
 
 
 class LlamaCppRunner:
@@ -66,8 +103,7 @@ class LlamaCppRunner:
         logits=True,
         gpu_offload=True,
         devices=frozenset({"cpu", "cuda"}),
-        methods=frozenset({"gguf", "none"}),
-        precisions=frozenset(FTYPES) | {"native"},
+        support={"gguf": frozenset(FTYPES), "none": frozenset({"native"})},
     )
     packages: ClassVar[tuple[str, ...]] = ("llama-cpp-python",)
 
@@ -94,6 +130,9 @@ class LlamaCppRunner:
             n_threads_batch=self.threads,
             n_gpu_layers=c.n_gpu_layers,
             flash_attn=c.flash_attn,
+            type_k=KV_TYPES[c.type_k],
+            type_v=KV_TYPES[c.type_v],
+            offload_kqv=c.offload_kqv,
             use_mmap=c.use_mmap,
             seed=c.seed,
             verbose=False,
@@ -142,10 +181,18 @@ class LlamaCppRunner:
             "llama_cpp.system_info": llama_cpp.llama_print_system_info().decode().strip(),
             "llama_cpp.gpu_offload": str(bool(llama_cpp.llama_supports_gpu_offload())),
             "llama_cpp.threads": str(self.threads),
+            "llama_cpp.kv_types": f"k={self.config.type_k} v={self.config.type_v}",
+            "llama_cpp.flash_attn": str(self.config.flash_attn),
+            "llama_cpp.n_gpu_layers": str(self.config.n_gpu_layers),
         }
         if ggml:
             info["ggml.lib"] = ggml[-1]
         return {k: str(v) for k, v in info.items()}
+
+    def generation_settings(self) -> dict[str, str]:
+        bos = self.llm.tokenize(b"", add_bos=True)
+        special = "bos added" if bos else "none added"
+        return {**SETTINGS, "special_tokens": special, "tokenizer": "llama.cpp (GGUF vocab)"}
 
     def counters(self) -> dict[str, float]:
         """llama.cpp's own perf counters (cumulative since the context was made): the time

@@ -20,14 +20,22 @@ from omegaconf import DictConfig
 class HarnessSweeperConf:
     _target_: str = "hydra_plugins.harness_sweeper.harness_sweeper.HarnessSweeper"
     max_batch_size: int | None = 1  # cells per launcher call; raise it for parallel launchers
-    params: dict[str, str] | None = None
+    params: dict[str, str] | None = None  # axes shared by every cell
+    # blocks of axes expanded one after another (each with `params`), e.g. one per runtime
+    grid: list[dict[str, str]] | None = None
 
 
 class HarnessSweeper(Sweeper):
-    def __init__(self, max_batch_size: int | None, params: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        max_batch_size: int | None,
+        params: dict[str, str] | None = None,
+        grid: list[dict[str, str]] | None = None,
+    ) -> None:
         super().__init__()
         self.max_batch_size = max_batch_size
         self.params = dict(params or {})
+        self.grid = [dict(block) for block in grid or []]
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -54,5 +62,6 @@ class HarnessSweeper(Sweeper):
             self.params,
             arguments,
             self.max_batch_size,
+            self.grid,
         )
         return None

@@ -138,7 +138,7 @@ def test_incompatible_cells_are_recorded_as_skipped(
     by_status = {c.data.tags["harness.status"]: c for c in children(mlflow_runs(tmp_path))}
     assert set(by_status) == {"ok", "skipped"}
     assert by_status["skipped"].data.tags["harness.reason"] == (
-        "runtime fake does not run precision q4_k_m (runs: f16, native)"
+        "method none cannot produce precision q4_k_m (it produces: bf16, f16, f32, native)"
     )
     assert not by_status["skipped"].data.metrics
     again = sweep(harness_cli, tiny_gguf, "runtime.ttft_s=0.001", "precision=native,q4_k_m")

@@ -74,3 +74,38 @@ def test_flatten() -> None:
         "a.c": "[1, 2]",
         "d": "None",
     }
+
+
+def test_grid_blocks_expand_one_after_another_without_duplicates() -> None:
+    grid = [
+        {"runtime": "llama_cpp", "precision": "f16,q8_0"},
+        {"runtime": "hf", "method": "none", "precision": "bf16"},
+        {"runtime": "llama_cpp", "precision": "f16"},  # already listed: dropped
+    ]
+    jobs = expand({"model": "smollm2_135m"}, ["workload.repetitions=2"], grid)
+    assert jobs == [
+        ["model=smollm2_135m", "runtime=llama_cpp", "precision=f16", "workload.repetitions=2"],
+        ["model=smollm2_135m", "runtime=llama_cpp", "precision=q8_0", "workload.repetitions=2"],
+        [
+            "model=smollm2_135m",
+            "runtime=hf",
+            "method=none",
+            "precision=bf16",
+            "workload.repetitions=2",
+        ],
+    ]
+
+
+def test_runtimes_sweep_pairs_each_runtime_with_what_it_runs() -> None:
+    with initialize_config_dir(version_base="1.3", config_dir=CONF):
+        base = compose("config", overrides=["+sweep=135m_runtimes"], return_hydra_config=True)
+        grid = [dict(b) for b in base.hydra.sweeper.grid]
+        jobs = expand(base.hydra.sweeper.params, ["+sweep=135m_runtimes"], grid)
+        runtimes = []
+        for job in jobs:
+            cfg = compose("config", overrides=job, return_hydra_config=True)
+            c = cfg.hydra.runtime.choices
+            runtimes.append((c["runtime"], c["method"], c["precision"]))
+    assert {r for r, _, _ in runtimes} == {"llama_cpp", "hf", "llama_cpp_server"}
+    assert ("hf", "torchao", "int8") in runtimes
+    assert ("llama_cpp", "gguf", "f16") in runtimes

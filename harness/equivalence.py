@@ -18,7 +18,7 @@ from harness.events import Phase, RequestRecord
 
 # The settings every runner reports under these names (values are free text, but runners
 # use the same words for the same behaviour so that equal means equal).
-RUNNER_KEYS = ("chat_template", "sampling", "eos", "special_tokens")
+RUNNER_KEYS = ("chat_template", "sampling", "eos", "special_tokens", "prefix_cache")
 MEASURED_KEYS = ("prompt_tokens", "output_tokens")
 KEYS = RUNNER_KEYS + MEASURED_KEYS
 

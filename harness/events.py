@@ -29,6 +29,9 @@ class CountSource(StrEnum):
     server_usage = "server_usage"  # the server's `usage` block: exact per request
     chunks = "chunks"  # one token per non-empty streamed chunk: exact only without coalescing
     retokenized = "retokenized"  # client re-tokenisation of text: approximate
+    # the server stopped at max_tokens (finish_reason "length") with min_tokens = max_tokens,
+    # so it says it generated exactly that many; its own count, but not a reported number
+    finish_length = "finish_length"
 
 
 class Phase(StrEnum):

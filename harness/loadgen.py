@@ -123,7 +123,14 @@ def build_requests(
 class _Recorder:
     """Accumulates one request's chunks with the harness clock."""
 
-    __slots__ = ("chunk_ns", "chunk_tokens", "first_content", "usage_in", "usage_out")
+    __slots__ = (
+        "chunk_ns",
+        "chunk_tokens",
+        "first_content",
+        "usage_in",
+        "usage_out",
+        "usage_source",
+    )
 
     def __init__(self) -> None:
         self.chunk_ns: list[int] = []
@@ -131,6 +138,7 @@ class _Recorder:
         self.first_content: int | None = None
         self.usage_in: int | None = None
         self.usage_out: int | None = None
+        self.usage_source = CountSource.server_usage
 
 
 def _record(
@@ -150,7 +158,7 @@ def _record(
     if engine_counts:
         out_n, out_src = counted, CountSource.engine
     elif rec.usage_out is not None:
-        out_n, out_src = rec.usage_out, CountSource.server_usage
+        out_n, out_src = rec.usage_out, rec.usage_source
     else:
         out_n, out_src = counted, CountSource.chunks
     in_n, in_src = len(request.prompt_ids), CountSource.engine
@@ -293,7 +301,9 @@ async def _async_request(
             if rec.first_content is None and d.content:
                 rec.first_content = t
             if d.output_tokens is not None:
-                rec.usage_in, rec.usage_out = d.prompt_tokens, d.output_tokens
+                rec.usage_out, rec.usage_source = d.output_tokens, CountSource(d.output_source)
+            if d.prompt_tokens is not None:
+                rec.usage_in = d.prompt_tokens
     except Exception as e:
         error = f"{type(e).__name__}: {e}"
     finally:

@@ -30,6 +30,10 @@ TRACKED_PACKAGES = (
     "nvidia-ml-py",
     "torch",
     "transformers",
+    "torchao",
+    "accelerate",
+    "safetensors",
+    "aiohttp",
     "vllm",
     "tensorrt-llm",
 )

@@ -6,7 +6,12 @@ and serves until SIGTERM/SIGINT. A prompt word is a token; each generated token 
 Chat streams send a role-only chunk at once; then ``ttft_s`` passes before the first chunk of
 ``tokens_per_chunk`` tokens and ``itl_s`` between chunks; ``--reasoning-tokens N`` sends a chat
 reply's first N tokens as ``reasoning_content``; ``stream_options.continuous_usage_stats`` (vLLM)
-puts running usage on every chunk. ``ServerProcess`` runs it as a subprocess."""
+puts running usage on every chunk. Like servers seen in the wild, ``--no-usage`` never sends usage
+(llama-cpp-python), ``--finish-reason stop`` ends as if EOS came, and ``--tokenize`` picks the
+tokenize bodies understood. Faults, for error handling, after ``--fault-after N`` token chunks:
+``http_503`` (an error status before any chunk), ``error_event`` (an error object in the stream,
+as vLLM sends), ``abort`` (the connection drops mid-body), ``truncate`` (the body ends early
+and cleanly, with no finish_reason, usage or [DONE]). ``ServerProcess`` runs it as a subprocess."""
 
 from __future__ import annotations
 
@@ -32,7 +37,12 @@ KINDS = {  # id, streamed object, non-streamed object
     "completions": ("cmpl-synthetic", "text_completion", "text_completion"),
     "chat": ("chatcmpl-synthetic", "chat.completion.chunk", "chat.completion"),
 }
-TOKENIZE_SHAPES = ("both", "llama", "none")  # vLLM's and llama-server's bodies, llama's, none
+# /tokenize with vLLM's and llama-server's bodies, llama-server's only, llama-cpp-python's
+# /extras/tokenize only, none
+TOKENIZE_SHAPES = ("both", "llama", "extras", "none")
+FAULTS = ("none", "http_503", "error_event", "abort", "truncate")
+FINISH_REASONS = ("length", "stop")
+ERROR_EVENT = b'data: {"error": {"message": "synthetic fault: out of memory", "code": 500}}\n\n'
 
 
 def bad_request(message: str, cls: type[web.HTTPException] = web.HTTPBadRequest) -> Exception:
@@ -54,6 +64,10 @@ class Settings:
     tokens_per_chunk: int = 1
     reasoning_tokens: int = 0
     tokenize: str = "both"  # the /tokenize bodies understood: TOKENIZE_SHAPES
+    finish_reason: str = "length"  # on the last token chunk: FINISH_REASONS
+    fault: str = "none"  # FAULTS
+    fault_after: int = 2  # token chunks sent before the fault strikes
+    usage: bool = True  # False: no usage even when stream_options.include_usage asks
     api_key: str | None = None  # the expected bearer token (from --require-key's variable)
     _cache: dict[tuple[Any, ...], bytes] = field(default_factory=dict, repr=False)
 
@@ -128,15 +142,29 @@ async def stream(
         await resp.write(s.sse(kind, role, None, usage_block(prompt, 0) if running else None))
     plan, done = s.plan(kind, n), 0
     for i, (key, ntok) in enumerate(plan):
+        if i == s.fault_after and s.fault != "none":
+            return await fault(request, resp, s.fault)
         if (delay := s.itl_s if i else s.ttft_s) > 0:
             await asyncio.sleep(delay)
         done += ntok
-        finish = "length" if i == len(plan) - 1 else None
+        finish = s.finish_reason if i == len(plan) - 1 else None
         usage = usage_block(prompt, done) if running else None
         await resp.write(s.sse(kind, (key, " tok" * ntok), finish, usage))
-    if options.get("include_usage"):
+    if options.get("include_usage") and s.usage:
         await resp.write(s.sse(kind, None, None, usage_block(prompt, n)))
     await resp.write(DONE)
+    await resp.write_eof()
+    return resp
+
+
+async def fault(request: web.Request, resp: web.StreamResponse, kind: str) -> web.StreamResponse:
+    """End a started stream the way ``kind`` says."""
+    if kind == "error_event":
+        await resp.write(ERROR_EVENT + DONE)
+    elif kind == "abort":
+        assert request.transport is not None
+        request.transport.abort()  # no terminating chunk: the client sees a broken body
+        return resp
     await resp.write_eof()
     return resp
 
@@ -157,6 +185,10 @@ async def complete(s: Settings, kind: str, body: dict[str, Any]) -> web.Response
 def generation(kind: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await read_json(request)
+        if request.app[SETTINGS].fault == "http_503":
+            raise bad_request(
+                "synthetic fault: the server is overloaded", web.HTTPServiceUnavailable
+            )
         try:
             if body.get("stream"):
                 return await stream(request, request.app[SETTINGS], kind, body)
@@ -165,6 +197,14 @@ def generation(kind: str) -> Handler:
             return web.Response(status=499)
 
     return handle
+
+
+async def extras_tokenize(request: web.Request) -> web.StreamResponse:
+    """llama-cpp-python's body: {"input": text}."""
+    text = (await read_json(request)).get("input")
+    if not isinstance(text, str):
+        raise bad_request("'input' must be a string")
+    return web.json_response({"tokens": [len(word) % 1000 for word in text.split()]})
 
 
 async def tokenize(request: web.Request) -> web.StreamResponse:
@@ -202,8 +242,10 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_get("/health", constant({"status": "ok"}))
     models = [{"id": settings.model, "object": "model"}]
     app.router.add_get("/v1/models", constant({"object": "list", "data": models}))
-    if settings.tokenize != "none":
+    if settings.tokenize in ("both", "llama"):
         app.router.add_post("/tokenize", tokenize)
+    if settings.tokenize == "extras":
+        app.router.add_post("/extras/tokenize", extras_tokenize)
     app.router.add_post("/v1/completions", generation("completions"))
     app.router.add_post("/v1/chat/completions", generation("chat"))
     return app
@@ -224,21 +266,27 @@ async def serve(settings: Settings, host: str, port: int) -> None:
         await runner.cleanup()
 
 
+CLI_FIELDS = [f for f in fields(Settings) if f.name not in ("usage", "api_key", "_cache")]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Synthetic OpenAI-compatible server (tests only).")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--require-key", metavar="ENVVAR", help="401 unless 'Bearer $ENVVAR' is sent")
-    for f in fields(Settings)[:6]:
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    p.add_argument("--no-usage", dest="usage", action="store_false", help="never send usage")
+    choices = {"tokenize": TOKENIZE_SHAPES, "fault": FAULTS, "finish_reason": FINISH_REASONS}
+    for f in CLI_FIELDS:
+        flag, kind = f"--{f.name.replace('_', '-')}", type(f.default)
+        p.add_argument(flag, type=kind, default=f.default, choices=choices.get(f.name))
     a = p.parse_args(argv)
-    if a.tokens_per_chunk < 1 or a.tokenize not in TOKENIZE_SHAPES:
-        p.error(f"need --tokens-per-chunk >= 1 and --tokenize in {TOKENIZE_SHAPES}")
+    if a.tokens_per_chunk < 1 or a.fault_after < 0:
+        p.error("need --tokens-per-chunk >= 1 and --fault-after >= 0")
     key = os.environ.get(a.require_key) if a.require_key else None
     if a.require_key and not key:
         p.error(f"--require-key: environment variable {a.require_key} is not set")
-    settings = Settings(**{f.name: getattr(a, f.name) for f in fields(Settings)[:6]}, api_key=key)
-    asyncio.run(serve(settings, a.host, a.port))
+    values = {f.name: getattr(a, f.name) for f in CLI_FIELDS}
+    asyncio.run(serve(Settings(**values, usage=a.usage, api_key=key), a.host, a.port))
     return 0
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from harness.clock import seconds
 from harness.config import WorkloadConfig
-from harness.events import Phase, RepetitionInfo, RequestRecord
+from harness.events import CountSource, Phase, RepetitionInfo, RequestRecord
 from harness.metrics import send_lag_s
 from harness.stats import percentile
 
@@ -102,6 +102,13 @@ def judge(
     v.problems += repetition_sizes(infos, measured, workload)
     v.problems += client_lag(measured, workload.max_send_lag_s)
     v.flags += [f"unstable: {u}" for u in unstable]
+    approximate = Counter(
+        r.output_count_source
+        for r in measured
+        if r.ok and r.output_count_source not in (CountSource.engine, CountSource.server_usage)
+    )
+    for source, n in sorted(approximate.items()):
+        v.flags.append(f"token counts: {n} of {len(measured)} requests counted by {source}")
     mismatched = [
         r for r in measured if r.ok and r.streamed and sum(r.chunk_tokens) != r.output_tokens
     ]

@@ -54,6 +54,7 @@ SETTINGS = {
     "chat_template": "none (raw prompt)",
     "sampling": "greedy",
     "eos": "ignored (exactly max_new_tokens)",
+    "prefix_cache": "off",  # reset() before every request: the prompt is always prefilled
 }
 
 

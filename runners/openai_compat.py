@@ -1,11 +1,14 @@
-"""Any OpenAI-compatible HTTP server (vLLM, llama-server, SGLang, ...) as a runner.
+"""Any OpenAI-compatible HTTP server (vLLM, llama-server, trtllm-serve, ...) as a runner.
 
-The server runs elsewhere; this adapter is only its client. Token ids never cross the wire, so
-``stream`` and ``generate`` return zeros: only their counts and timing mean something. A chunk
-counts as one token when it carries text or reasoning (the best count without the server's
-running usage, exact only when the server never coalesces tokens); ``usage`` from
-``stream_options.include_usage`` gives the exact totals, and the harness compares the two.
-``astream`` is the real interface; the sync methods wrap it in a private event loop.
+With ``runtime.launch`` unset the server runs elsewhere and this adapter is only its client;
+with a launch profile (``runners.server_launch``) it starts the server itself in ``load()``
+and stops it in ``close()``. Token ids never cross the wire, so ``stream`` and ``generate``
+return zeros: only their counts and timing mean something. Per-chunk counts follow the rule in
+``runners.sse``; the totals come from the server's ``usage`` (``stream_options.include_usage``)
+and, when a stream ends without one, from ``finish_reason == "length"`` with min_tokens =
+max_tokens (the server stopped at exactly max_tokens), else from re-tokenising the generated
+text through the server's tokenize endpoint. ``astream`` is the real interface; the sync
+methods wrap it in a private event loop.
 """
 
 from __future__ import annotations
@@ -13,13 +16,33 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import urllib.error
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from runners.base import Capabilities, Delta, LoadSpec, Request, RunnerConfig
+from runners.llama_cpp import FTYPES
+from runners.server_launch import (
+    PROFILES,
+    LaunchedServer,
+    ServerLaunchConfig,
+    distribution_version,
+    launch,
+)
+from runners.sse import (
+    TOKENIZE,
+    ChunkCounter,
+    close_at_loop_end,
+    error_message,
+    gather_lists,
+    next_delta,
+    parse_json,
+    read_deltas,
+    tokenize_answer,
+)
 
 if TYPE_CHECKING:
     import aiohttp
@@ -32,25 +55,35 @@ CAPABILITIES = Capabilities(
     logits=False,
     gpu_offload=False,
     devices=frozenset({"cpu", "cuda"}),
-    methods=frozenset({"none", "gguf"}),
-    precisions=frozenset({"native"}),
+    # what a launched (or remote) server can load: GGUF files from the artifact cache for the
+    # llama.cpp profiles, checkpoints as published or pre-quantized for vLLM / trtllm-serve
+    support={
+        "none": frozenset({"native"}),
+        "gguf": frozenset(FTYPES),
+        "gptq": frozenset({"int4", "int8", "native"}),
+        "awq": frozenset({"int4", "native"}),
+        "compressed_tensors": frozenset({"int4", "int8", "fp8", "native"}),
+    },
     max_concurrency=None,
     async_streaming=True,
+    in_process=False,
 )
 
 
 @dataclass
-class OpenAICompatConfig(RunnerConfig):
-    name: str = "openai"
-    base_url: str = "http://127.0.0.1:8000"
-    model: str | None = None  # None: the first id that GET /v1/models lists
+class OpenAICompatConfig(ServerLaunchConfig):
+    """The client settings; the launch settings (``launch`` and the profiles' keys) come from
+    ``ServerLaunchConfig``, with ``model``."""
+
+    name: str = "openai_server"
+    base_url: str = "http://127.0.0.1:8000"  # the server to use when launch is null
     api: str = "completions"  # or "chat"
     api_key_env: str | None = None  # NAME of the variable holding the key, never the key
     timeout_s: float = 600.0
     ignore_eos: bool = True
     send_token_ids: bool = False  # completions only: send prompt_ids instead of the text
     max_connections: int = 0  # 0: unlimited
-    tokenize_endpoint: bool = True  # False: the server has no /tokenize; never ask it
+    tokenize_endpoint: bool = True  # False: the server has no tokenize endpoint; never ask
 
     def __post_init__(self) -> None:
         if self.api not in APIS:
@@ -62,98 +95,11 @@ class OpenAICompatConfig(RunnerConfig):
         if self.timeout_s <= 0 or self.max_connections < 0:
             raise ValueError("runtime.timeout_s must be > 0 and runtime.max_connections >= 0")
         self.base_url = self.base_url.rstrip("/")
-
-
-def error_message(raw: bytes) -> str:
-    """The server's own error text (OpenAI, FastAPI or plain body), first 200 characters."""
-    body = _json(raw)
-    err = body.get("error", body) if isinstance(body, dict) else raw.decode(errors="replace")
-    err = (err.get("message") or err.get("detail") or err) if isinstance(err, dict) else err
-    return str(err).strip()[:200]
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
-
-
-class SSEDecoder:
-    """Incremental server-sent-events decoder: bytes as they arrive in, ``data`` payloads out.
-
-    Lines may split anywhere across reads; comments (``:``) and other fields are ignored; the
-    ``data`` lines of one event are joined with newlines, as the SSE specification says."""
-
-    def __init__(self) -> None:
-        self._tail = b""
-        self._data: list[bytes] = []
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        *lines, self._tail = (self._tail + chunk).split(b"\n")
-        events = []
-        for line in lines:
-            line = line.removesuffix(b"\r")
-            if not line:
-                if self._data:
-                    events.append(b"\n".join(self._data))
-                    self._data = []
-            elif line.startswith(b"data:"):
-                self._data.append(line[5:].removeprefix(b" "))
-        return events
-
-
-class ChunkCounter:
-    """Turns each decoded chunk into a ``Delta``.
-
-    One token per chunk with text or reasoning, unless the server reports running usage on
-    chunks with choices from the start (vLLM ``continuous_usage_stats``): then its increments.
-    """
-
-    def __init__(self) -> None:
-        self.counted = 0
-        self.running_usage = False
-
-    def feed(self, event: bytes) -> Delta:
-        chunk = _json(event)
-        if not isinstance(chunk, dict) or "error" in chunk:
-            raise RuntimeError(f"error event in the stream: {error_message(event)}")
-        return self.delta(chunk)
-
-    def delta(self, chunk: dict[str, Any]) -> Delta:
-        choices = chunk.get("choices") or []
-        text, reasoning = "", ""
-        if choices:
-            choice = choices[0]
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                text = delta.get("content") or ""
-                reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
-            else:
-                text = choice.get("text") or ""
-        tokens = 1 if text or reasoning else 0
-        usage = chunk.get("usage")
-        prompt = output = None
-        if isinstance(usage, dict):
-            prompt, output = usage.get("prompt_tokens"), usage.get("completion_tokens")
-            if choices and isinstance(output, int) and (self.running_usage or not self.counted):
-                self.running_usage = True
-                tokens = max(0, output - self.counted)
-        self.counted += tokens
-        return Delta(tokens=tokens, content=bool(text), prompt_tokens=prompt, output_tokens=output)
-
-
-async def _close_at_loop_end(session: aiohttp.ClientSession) -> None:
-    """Parks until its loop shuts down (``asyncio.run`` cancels all tasks left), then closes."""
-    try:
-        await asyncio.get_running_loop().create_future()
-    finally:
-        await session.close()
-        await asyncio.sleep(0)  # lets the closed transports finish
+        self.check_launch()
 
 
 class OpenAICompatRunner:
-    name: ClassVar[str] = "openai"
+    name: ClassVar[str] = "openai_server"
     Config: ClassVar[type[RunnerConfig]] = OpenAICompatConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
     packages: ClassVar[tuple[str, ...]] = ("aiohttp",)
@@ -162,9 +108,12 @@ class OpenAICompatRunner:
         assert isinstance(config, OpenAICompatConfig)
         self.config = config
         self.spec = spec
+        self.base_url = config.base_url  # the launched server's once load() started it
         self.model: str | None = None
+        self.server: LaunchedServer | None = None
         self._headers: dict[str, str] = {}
-        self._tokenize_shape: int | None = None
+        self._tokenize_shape: str | None = None
+        self._special_tokens: int | None = None  # ids tokenize("") gives (BOS and the like)
         self._sessions: dict[
             asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, asyncio.Task[None]]
         ] = {}
@@ -172,7 +121,7 @@ class OpenAICompatRunner:
         self._runner: asyncio.Runner | None = None
 
     def _http(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
-        url = self.config.base_url + path
+        url = self.base_url + path
         data = None if body is None else json.dumps(body).encode()
         headers = self._headers | ({"Content-Type": "application/json"} if data else {})
         req = urllib.request.Request(url, data=data, headers=headers, method=method)
@@ -189,9 +138,9 @@ class OpenAICompatRunner:
     def _get(self, path: str, ok: tuple[int, ...] = (200,)) -> Any:
         status, raw = self._http("GET", path)
         if status not in ok:
-            url = self.config.base_url + path
+            url = self.base_url + path
             raise RuntimeError(f"{url} returned HTTP {status}: {error_message(raw)}")
-        return _json(raw) if status == 200 else None
+        return parse_json(raw) if status == 200 else None
 
     def load(self) -> None:
         import aiohttp  # noqa: F401  (fail here, not in the first request, when it is missing)
@@ -201,31 +150,72 @@ class OpenAICompatRunner:
             if not os.environ.get(env):
                 raise RuntimeError(f"runtime.api_key_env names {env}, which is not set")
             self._headers = {"Authorization": f"Bearer {os.environ[env]}"}
-        self._get("/health", ok=(200, 404))  # vLLM, llama-server, TGI; 404 elsewhere
-        listed = [m.get("id") for m in (self._get("/v1/models") or {}).get("data") or []]
-        self.model = self.config.model or next(iter(listed), None)
-        if not self.model:
-            raise RuntimeError(f"{self.config.base_url}/v1/models lists no model")
+        try:
+            if self.config.launch is not None:
+                self.server = launch(self.config, self.spec)
+                self.base_url = self.server.url
+                self._tokenize_shape = PROFILES[self.config.launch].tokenize
+                self.server.wait_ready(self.config.ready_timeout_s)
+            self._get("/health", ok=(200, 404))  # vLLM, llama-server, TGI; 404 elsewhere
+            listed = [m.get("id") for m in (self._get("/v1/models") or {}).get("data") or []]
+            self.model = self.config.model or next(iter(listed), None)
+            if not self.model:
+                raise RuntimeError(f"{self.base_url}/v1/models lists no model")
+        except BaseException:
+            self.close()
+            raise
 
-    def tokenize(self, text: str) -> list[int]:
-        """Ids from POST /tokenize: the vLLM body shape first, then llama-server's (which
-        answers an empty list, not an error, to a body it does not understand)."""
-        shapes = [{"model": self.model, "prompt": text}, {"content": text, "add_special": True}]
-        order = [self._tokenize_shape] if self._tokenize_shape is not None else [0, 1]
-        why = "runtime.tokenize_endpoint=false"
-        for i in order if self.config.tokenize_endpoint else []:
-            status, raw = self._http("POST", "/tokenize", shapes[i])
-            if status in (401, 403) or status >= 500:
-                raise RuntimeError(f"/tokenize returned HTTP {status}: {error_message(raw)}")
-            body, why = _json(raw) if status == 200 else None, f"HTTP {status}"
-            tokens = body.get("tokens") if isinstance(body, dict) else None
-            if isinstance(tokens, list) and (tokens or not text.strip()):
-                self._tokenize_shape = i
-                return [int(t) for t in tokens]
-        raise RuntimeError(
-            f"the server at {self.config.base_url} has no usable /tokenize ({why}), so prompt "
+    def _tokenize_order(self) -> list[str]:
+        """The tokenize bodies to try: the one that worked before or the launch profile's
+        (trtllm-serve has none), else every known one."""
+        if not self.config.tokenize_endpoint:
+            return []
+        if self._tokenize_shape is not None or self.config.launch is not None:
+            return [self._tokenize_shape] if self._tokenize_shape else []
+        return list(TOKENIZE)
+
+    def _tokens(self, shape: str, status: int, raw: bytes, text: str) -> list[int] | None:
+        tokens = tokenize_answer(TOKENIZE[shape][0], status, raw, text)
+        if tokens:  # an empty list proves nothing: llama-server's answer to other bodies
+            self._tokenize_shape = shape
+        return tokens
+
+    def _no_tokenize(self, status: int | None) -> RuntimeError:
+        c = self.config
+        why = f"HTTP {status}" if status else f"launch={c.launch} has none"
+        why = why if c.tokenize_endpoint else "runtime.tokenize_endpoint=false"
+        return RuntimeError(
+            f"the server at {self.base_url} has no usable tokenize endpoint ({why}), so prompt "
             "lengths are unknown; set workload.input_tokens=null"
         )
+
+    def tokenize(self, text: str) -> list[int]:
+        """Ids from the server's tokenize endpoint: the launch profile's body shape, else each
+        known shape in turn until one answers."""
+        status = None
+        for shape in self._tokenize_order():
+            path, body = TOKENIZE[shape]
+            status, raw = self._http("POST", path, body(text, self.model))
+            if (tokens := self._tokens(shape, status, raw, text)) is not None:
+                return tokens
+        raise self._no_tokenize(status)
+
+    async def _atokenize(self, text: str) -> list[int]:
+        status = None
+        for shape in self._tokenize_order():
+            path, body = TOKENIZE[shape]
+            async with self._session().post(self.base_url + path, json=body(text, self.model)) as r:
+                status, raw = r.status, await r.read()
+            if (tokens := self._tokens(shape, status, raw, text)) is not None:
+                return tokens
+        raise self._no_tokenize(status)
+
+    async def _retokenized(self, text: str) -> int:
+        """Tokens in generated text: its ids less the ids the server adds to any text."""
+        count = len(await self._atokenize(text))
+        if self._special_tokens is None:
+            self._special_tokens = len(await self._atokenize(""))
+        return max(0, count - self._special_tokens)
 
     def _session(self) -> aiohttp.ClientSession:
         """This loop's session, created inside it; each closes itself when its loop ends."""
@@ -240,7 +230,7 @@ class OpenAICompatRunner:
             headers=self._headers,
             timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
         )
-        self._sessions[loop] = (session, loop.create_task(_close_at_loop_end(session)))
+        self._sessions[loop] = (session, loop.create_task(close_at_loop_end(session)))
         return session
 
     def _payload(self, request: Request) -> dict[str, Any]:
@@ -263,23 +253,42 @@ class OpenAICompatRunner:
     async def astream(self, request: Request) -> AsyncGenerator[Delta, None]:
         import aiohttp
 
-        url = self.config.base_url + APIS[self.config.api]
+        url = self.base_url + APIS[self.config.api]
+        body, counter = self._payload(request), ChunkCounter()
         try:
-            async with self._session().post(url, json=self._payload(request)) as resp:
+            async with self._session().post(url, json=body) as resp:
                 if resp.status >= 400 or resp.content_type == "application/json":
                     message = error_message(await resp.read())
                     raise RuntimeError(f"{url} returned HTTP {resp.status}: {message}")
-                decoder, counter, done = SSEDecoder(), ChunkCounter(), False
-                async for data in resp.content.iter_any():
-                    for event in decoder.feed(data):
-                        done = done or event == b"[DONE]"
-                        if not done:  # after [DONE] read on to the end: the connection is reused
-                            yield counter.feed(event)
-                for event in [] if done else decoder.feed(b"\n\n"):  # no final blank line
-                    if event != b"[DONE]":
-                        yield counter.feed(event)
+                async for delta in read_deltas(resp.content.iter_any(), counter):
+                    yield delta
+            if counter.usage_output is None and (
+                total := await self._total_without_usage(counter, body)
+            ):
+                yield total
         except (aiohttp.ClientError, TimeoutError) as e:
             raise RuntimeError(f"request to {url} failed: {e!r}") from e
+
+    async def _total_without_usage(
+        self, counter: ChunkCounter, body: dict[str, Any]
+    ) -> Delta | None:
+        """The output count of a stream that ended without usage (llama-cpp-python sends none).
+
+        finish_reason "length" with max_tokens == min_tokens == n: the server says it stopped
+        at n tokens. Any other finish (EOS reached, a stop string): re-tokenise the text; with
+        no tokenize endpoint None, and the harness keeps the chunk count."""
+        n = body["max_tokens"]
+        if counter.finish_reason == "length" and body.get("min_tokens") == n:
+            return Delta(tokens=0, content=False, output_tokens=n, output_source="finish_length")
+        if counter.finish_reason is None:
+            raise RuntimeError(
+                "the stream ended without a finish_reason or usage: the server cut it short"
+            )
+        try:
+            count = await self._retokenized(counter.generated_text)
+        except RuntimeError:
+            return None
+        return Delta(tokens=0, content=False, output_tokens=count, output_source="retokenized")
 
     async def aclose(self) -> None:
         """Close this loop's session now rather than when the loop ends."""
@@ -299,7 +308,7 @@ class OpenAICompatRunner:
         server client never sees token ids)."""
         deltas = self.astream(request)
         try:
-            while (delta := self._private_loop.run(_next(deltas))) is not None:
+            while (delta := self._private_loop.run(next_delta(deltas))) is not None:
                 if delta.tokens > 0:
                     yield [0] * delta.tokens
         finally:
@@ -307,33 +316,67 @@ class OpenAICompatRunner:
                 self._runner.run(deltas.aclose())
 
     async def _count(self, request: Request) -> list[int]:
-        counted, usage = 0, None
+        counted, total = 0, None
         async for delta in self.astream(request):
             counted += delta.tokens
-            usage = delta.output_tokens if delta.output_tokens is not None else usage
-        return [0] * (counted if usage is None else usage)
+            total = delta.output_tokens if delta.output_tokens is not None else total
+        return [0] * (counted if total is None else total)
 
     def generate(self, batch: Sequence[Request]) -> list[list[int]]:
-        """All requests at once; as many zeros as the server's usage says (else as counted)."""
-        return self._private_loop.run(_gather(self._count(r) for r in batch))
+        """All requests at once; as many zeros as the server's total says (else as counted)."""
+        return self._private_loop.run(gather_lists(self._count(r) for r in batch))
 
     def versions(self) -> dict[str, str]:
         import aiohttp
 
-        info = {"server.url": self.config.base_url, "server.model": str(self.model)}
+        info = {"server.url": self.base_url, "server.model": str(self.model)}
         info["aiohttp"] = aiohttp.__version__
         for path, key in (("/version", "version"), ("/props", "build_info")):
-            status, raw = self._http("GET", path)  # vLLM has /version, llama-server /props
-            body = _json(raw) if status == 200 else None
+            status, raw = self._http("GET", path)  # vLLM, trtllm-serve /version; llama-server
+            body = parse_json(raw) if status == 200 else None
             if isinstance(body, dict) and body.get(key):
                 info[f"server.{key}"] = str(body[key])
+        if self.server is not None:  # the argv holds no secret: keys never go on it
+            info["server.launch"] = self.server.profile
+            info["server.argv"] = shlex.join(self.server.argv)
+        if self.config.launch == "llama_cpp_python":
+            info["llama_cpp_python"] = distribution_version(self.config.python, "llama-cpp-python")
         return info
+
+    def generation_settings(self) -> dict[str, str]:
+        """In the words the in-process runners use for the same behaviour (harness.equivalence),
+        plus how this client asks for it."""
+        c, profile = self.config, PROFILES.get(self.config.launch or "")
+        chat = "applied by the server (chat API)"
+        return {
+            "chat_template": chat if c.api == "chat" else "none (raw prompt)",
+            "sampling": "greedy",  # temperature 0
+            "eos": "ignored (exactly max_new_tokens)" if c.ignore_eos else "min_tokens only",
+            "eos_mechanism": "min_tokens = max_tokens = max_new_tokens"
+            + (", ignore_eos" if c.ignore_eos else ""),
+            "special_tokens": self._special_tokens_added(),
+            "prompt": "token ids" if c.send_token_ids else "text, tokenized by the server",
+            "output_count": "server usage; else max_tokens when finish_reason=length; else the "
+            "generated text re-tokenized by the server",
+            "prefix_cache": _on_off(profile.prefix_cache) if profile else "unknown",
+            "prefix_cache_detail": profile.prefix_cache if profile else "the server's own",
+        }
+
+    def _special_tokens_added(self) -> str:
+        """Whether the server's tokenizer adds BOS (or the like) to a prompt."""
+        try:
+            self.tokenize("Hello")  # settles the tokenize body before the ambiguous ""
+            added = self.tokenize("")
+        except RuntimeError:
+            return "unknown (no tokenize endpoint)"
+        return "bos added" if added else "none added"
 
     def counters(self) -> dict[str, float]:
         return {}
 
     def close(self) -> None:
-        """Close sessions whose loops are still open and idle; safe after every loop ended."""
+        """Close sessions whose loops are still open and idle, then stop a launched server;
+        safe after every loop ended, and more than once."""
         for loop, (session, closer) in list(self._sessions.items()):
             if not session.closed and not loop.is_closed() and not loop.is_running():
                 closer.cancel()
@@ -342,11 +385,11 @@ class OpenAICompatRunner:
         if self._runner is not None:
             self._runner.close()  # cancels its session's closer task, which closes the session
             self._runner = None
+        if self.server is not None:
+            self.server.stop()
 
 
-async def _gather(coros: Iterable[Awaitable[list[int]]]) -> list[list[int]]:
-    return list(await asyncio.gather(*coros))
-
-
-async def _next(deltas: AsyncIterator[Delta]) -> Delta | None:
-    return await anext(deltas, None)
+def _on_off(detail: str) -> str:
+    """A profile's prefix-cache note reduced to on / off / unknown, comparable across runtimes."""
+    word = detail.split()[0].rstrip(":")
+    return word if word in ("on", "off") else "unknown"

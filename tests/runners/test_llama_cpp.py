@@ -76,3 +76,33 @@ def test_stream_yields_exactly_the_forced_length_greedily(q8_path: Path) -> None
     finally:
         runner.close()
         runner.close()  # idempotent
+
+
+def test_kv_cache_types_are_config_and_checked_up_front() -> None:
+    with pytest.raises(ValueError, match=r"runtime.type_k='q3_k' is invalid; choose one of: f32"):
+        LlamaCppConfig(type_k="q3_k")
+    with pytest.raises(ValueError, match=r"type_v=q8_0 \(a quantized V cache\) needs .*flash_attn"):
+        LlamaCppConfig(type_v="q8_0")
+    LlamaCppConfig(type_k="q8_0", type_v="q8_0", flash_attn=True)  # valid
+
+
+def test_quantized_kv_cache_really_runs(q8_path: Path) -> None:
+    import llama_cpp
+
+    from runners.llama_cpp import KV_TYPES
+
+    assert KV_TYPES["q8_0"] == llama_cpp.GGML_TYPE_Q8_0
+    assert KV_TYPES["q4_0"] == llama_cpp.GGML_TYPE_Q4_0
+    config = LlamaCppConfig(n_ctx=256, type_k="q8_0", type_v="q8_0", flash_attn=True)
+    runner = get_runner("llama_cpp")(config, LoadSpec(q8_path, "cpu", 2))
+    runner.load()
+    try:
+        ids = tuple(runner.tokenize("The capital of France is"))
+        out = runner.generate([Request(prompt_ids=ids, max_new_tokens=16)])
+        assert len(out[0]) == 16
+        assert runner.versions()["llama_cpp.kv_types"] == "k=q8_0 v=q8_0"
+        settings = runner.generation_settings()
+        assert settings["special_tokens"] == "none added"  # SmolLM2's GGUF adds no BOS
+        assert settings["eos"].startswith("ignored")
+    finally:
+        runner.close()

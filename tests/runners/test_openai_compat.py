@@ -14,12 +14,8 @@ import pytest
 
 from harness.synthetic_server import ServerProcess
 from runners import AsyncStreaming, Delta, LoadSpec, Request, Runner, get_runner
-from runners.openai_compat import (
-    ChunkCounter,
-    OpenAICompatConfig,
-    OpenAICompatRunner,
-    SSEDecoder,
-)
+from runners.openai_compat import OpenAICompatConfig, OpenAICompatRunner
+from runners.sse import ChunkCounter, SSEDecoder
 
 KEY_ENV = "HARNESS_TEST_OPENAI_KEY"
 KEY = "sk-test-9f8e7d6c5b4a"
@@ -71,7 +67,7 @@ def collect(runner: OpenAICompatRunner, req: Request) -> list[Delta]:
 
 
 def test_registered_and_protocols() -> None:
-    cls = get_runner("openai")
+    cls = get_runner("openai_server")
     assert cls is OpenAICompatRunner
     runner = cls(OpenAICompatConfig(), LoadSpec(Path(), "cpu", 1))
     assert isinstance(runner, Runner) and isinstance(runner, AsyncStreaming)
@@ -174,21 +170,26 @@ def test_sync_stream_yields_zeros_per_chunk(url: str) -> None:
     assert len(runner._sessions) == 1  # one private loop, so connections are reused
     partial = runner.stream(request(50))
     next(partial)
-    partial.close()  # abandoning a stream releases its connection
+    partial.close()  # type: ignore[attr-defined]  # abandoning it releases its connection
     runner.close()
     assert not runner._sessions
 
 
-def test_tokenize_both_body_shapes(url: str) -> None:
+def test_tokenize_every_body_shape(url: str) -> None:
     assert make(url).tokenize("a bb cccc") == [1, 2, 4]
     with ServerProcess("--tokenize", "llama") as llama:
         runner = make(llama.url)
         assert runner.tokenize("a bb cccc") == [1, 2, 4]  # fell back to {"content": ...}
         assert runner.tokenize("dd") == [2]
+        assert runner._tokenize_shape == "llama_server"
+    with ServerProcess("--tokenize", "extras") as extras:
+        runner = make(extras.url)
+        assert runner.tokenize("a bb cccc") == [1, 2, 4]  # /extras/tokenize {"input": ...}
+        assert runner._tokenize_shape == "llama_cpp_python"
 
 
 def test_tokenize_missing_endpoint(url: str) -> None:
-    with pytest.raises(RuntimeError, match=r"no usable /tokenize.*input_tokens=null"):
+    with pytest.raises(RuntimeError, match=r"no usable tokenize endpoint.*input_tokens=null"):
         make(url, tokenize_endpoint=False).tokenize("a b")
     with ServerProcess("--tokenize", "none") as bare, pytest.raises(RuntimeError, match="404"):
         make(bare.url).tokenize("a b")
@@ -265,3 +266,96 @@ def test_many_concurrent_streams(url: str) -> None:
     elapsed = time.perf_counter() - start
     assert counts == [16] * n
     print(f"{n} concurrent streams of 16 tokens in {elapsed:.2f} s ({n / elapsed:.0f} req/s)")
+
+
+def test_generation_settings(url: str) -> None:
+    settings = make(url, api="chat").generation_settings()
+    assert settings["chat_template"] == "applied by the server (chat API)"
+    assert settings["sampling"] == "greedy"
+    assert settings["eos"] == "ignored (exactly max_new_tokens)"  # llama_cpp's words
+    assert settings["special_tokens"] == "none added"  # the synthetic tokenizer adds nothing
+    assert settings["prefix_cache"] == "unknown"
+    assert settings["prefix_cache_detail"] == "the server's own"
+    plain = make(url, ignore_eos=False, tokenize_endpoint=False).generation_settings()
+    assert plain["chat_template"] == "none (raw prompt)" and plain["eos"] == "min_tokens only"
+    assert plain["special_tokens"] == "unknown (no tokenize endpoint)"
+    assert OpenAICompatConfig().model_format() is None  # an external server: no local model
+
+
+# -- counting without usage, as llama-cpp-python streams --------------------------------------
+
+
+def test_no_usage_and_finish_length_counts_max_tokens() -> None:
+    with ServerProcess("--ttft-s", "0", "--itl-s", "0", "--no-usage") as server:
+        deltas = collect(make(server.url), request(7))
+    assert sum(d.tokens for d in deltas) == 7
+    assert deltas[-1] == Delta(0, False, output_tokens=7, output_source="finish_length")
+    assert all(d.output_tokens is None for d in deltas[:-1])
+
+
+def test_no_usage_and_another_finish_retokenizes_the_text() -> None:
+    args = ("--ttft-s", "0", "--itl-s", "0", "--no-usage", "--finish-reason", "stop")
+    with ServerProcess(*args, "--tokens-per-chunk", "2") as server:
+        runner = make(server.url)
+        deltas = collect(runner, request(9))
+        assert runner._special_tokens == 0  # tokenize("") is empty: no BOS to subtract
+    assert sum(d.tokens for d in deltas) == 5  # chunks of 2, 2, 2, 2 and 1 tokens
+    assert deltas[-1] == Delta(0, False, output_tokens=9, output_source="retokenized")
+    with ServerProcess(*args, "--tokenize", "none") as bare:
+        deltas = collect(make(bare.url), request(4))
+    assert [d.output_tokens for d in deltas] == [None] * 4  # no way to count: the chunks tell
+
+
+def test_a_stream_cut_short_without_finish_reason_is_an_error() -> None:
+    with ServerProcess("--fault", "truncate", "--fault-after", "3") as server:
+        runner = make(server.url)
+        with pytest.raises(RuntimeError, match="without a finish_reason or usage"):
+            collect(runner, request(8))
+
+
+def test_chunk_rule_counts_empty_tokens_but_not_roles_or_trailers() -> None:
+    counter = ChunkCounter()
+    role = {"choices": [{"delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+    special = {"choices": [{"delta": {"content": ""}, "finish_reason": None}]}
+    text = {"choices": [{"delta": {"content": "x"}, "finish_reason": None}]}
+    trailer = {"choices": [{"delta": {}, "finish_reason": "length"}]}
+    assert [counter.delta(c).tokens for c in (role, special, text, trailer)] == [0, 1, 1, 0]
+    assert counter.finish_reason == "length" and counter.usage_output is None
+    completions = ChunkCounter()
+    chunks = [{"text": "", "finish_reason": None}, {"text": "a", "finish_reason": None}]
+    chunks += [{"text": "", "finish_reason": "length"}]  # llama-cpp-python's closing chunk
+    assert [completions.delta({"choices": [c]}).tokens for c in chunks] == [1, 1, 0]
+    last = {"text": "b", "finish_reason": "length"}  # vLLM: finish on the last token's chunk
+    assert completions.delta({"choices": [last]}).tokens == 1
+    assert completions.generated_text == "ab"
+
+
+# -- server faults ----------------------------------------------------------------------------
+
+
+def test_http_error_status_raises_with_the_reason() -> None:
+    with ServerProcess("--fault", "http_503") as server:
+        runner = make(server.url)
+        with pytest.raises(RuntimeError, match="HTTP 503: synthetic fault: the server is overl"):
+            collect(runner, request(4))
+
+
+def test_error_event_mid_stream_raises_with_the_reason() -> None:
+    with ServerProcess("--fault", "error_event", "--fault-after", "2") as server:
+        runner = make(server.url)
+        seen: list[Delta] = []
+
+        async def run() -> None:
+            async for delta in runner.astream(request(8)):
+                seen.append(delta)
+
+        with pytest.raises(RuntimeError, match="error event in the stream: synthetic fault: out"):
+            asyncio.run(run())
+    assert sum(d.tokens for d in seen) == 2
+
+
+def test_connection_dropped_mid_stream_raises() -> None:
+    with ServerProcess("--fault", "abort", "--fault-after", "2") as server:
+        runner = make(server.url)
+        with pytest.raises(RuntimeError, match=r"request to .*/v1/completions failed: .*Payload"):
+            collect(runner, request(8))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness.synthetic_server import ServerProcess
+from harness.synthetic_server import ServerProcess, main
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,8 @@ def call(url: str, path: str, body: Any = None, raw: bytes | None = None) -> tup
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as e:
         with e:
-            return e.code, json.loads(e.read())
+            raw = e.read()
+        return e.code, json.loads(raw) if e.headers.get_content_type().endswith("json") else raw
 
 
 def test_listening_line_pinning_and_clean_exit_on_sigterm() -> None:
@@ -92,3 +94,66 @@ def test_bad_requests_get_openai_error_bodies(
     assert status == 400
     assert message in reply["error"]["message"]
     assert reply["error"]["type"] == "invalid_request_error"
+
+
+def stream_events(url: str, body: dict[str, Any]) -> list[Any]:
+    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(body).encode())
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        lines = resp.read().decode().splitlines()
+    events = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    return [e if e == "[DONE]" else json.loads(e) for e in events]
+
+
+STREAM = {
+    "prompt": "a b",
+    "max_tokens": 3,
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
+
+
+def test_no_usage_and_finish_reason_stop() -> None:
+    args = ("--ttft-s", "0", "--itl-s", "0", "--no-usage", "--finish-reason", "stop")
+    with ServerProcess(*args) as server:
+        events = stream_events(server.url, STREAM)
+    assert events[-1] == "[DONE]" and all("usage" not in e for e in events[:-1])
+    assert [e["choices"][0]["finish_reason"] for e in events[:-1]] == [None, None, "stop"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("error_event", [" tok", {"message": "synthetic fault: out of memory", "code": 500}]),
+        ("truncate", [" tok"]),  # ends cleanly: no finish_reason, usage or [DONE]
+    ],
+)
+def test_faults_after_n_chunks(fault: str, expected: list[Any]) -> None:
+    with ServerProcess("--fault", fault, "--fault-after", "1") as server:
+        events = stream_events(server.url, STREAM)
+    seen = [e["choices"][0]["text"] if "choices" in e else e["error"] for e in events[:2]]
+    assert seen == expected
+    assert events[-1] == ("[DONE]" if fault == "error_event" else events[0])
+
+
+def test_abort_and_http_503_faults() -> None:
+    abort = ServerProcess("--fault", "abort", "--fault-after", "1")
+    with abort as server, pytest.raises(http.client.IncompleteRead):
+        stream_events(server.url, STREAM)
+    with ServerProcess("--fault", "http_503") as server:
+        status, reply = call(server.url, "/v1/completions", STREAM)
+    assert status == 503
+    assert reply["error"]["message"] == "synthetic fault: the server is overloaded"
+
+
+def test_extras_tokenize_only() -> None:
+    with ServerProcess("--tokenize", "extras") as server:
+        assert call(server.url, "/extras/tokenize", {"input": "a bcd"}) == (200, {"tokens": [1, 3]})
+        assert call(server.url, "/tokenize", {"content": "a"})[0] == 404
+
+
+@pytest.mark.parametrize("bad", [["--fault", "explode"], ["--finish-reason", "eos"]])
+def test_cli_rejects_unknown_choices(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(bad)
+    assert exit_info.value.code == 2
+    assert f"invalid choice: '{bad[1]}'" in capsys.readouterr().err

@@ -1,0 +1,70 @@
+"""The 135m_runtimes sweep for real: llama.cpp in-process, HF transformers (+ torchao) and a
+self-launched llama_cpp.server side by side on the same model, through the CLI and MLflow."""
+
+from pathlib import Path
+
+import psutil
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import HarnessRun, mlflow_runs
+from tests.integration.test_fake_sweep import children
+
+pytestmark = pytest.mark.slow
+RUNTIME_MODULES = ("llama_cpp", "torch", "transformers", "torchao")
+
+
+def _servers() -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        if "llama_cpp.server" in " ".join(p.info["cmdline"] or []):
+            out.append(p)
+    return out
+
+
+def test_runtimes_side_by_side(harness_cli: HarnessRun, model_cache: Path, tmp_path: Path) -> None:
+    before = {p.pid for p in _servers()}
+    r = harness_cli(
+        "+sweep=135m_runtimes",
+        "workload=tiny",
+        cache_dir=model_cache,
+        timeout=1500,
+        env={"PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if "|" in line}
+    assert not {m for m in imported if m.split(".")[0] in RUNTIME_MODULES}, (
+        "the parent imported a runtime"
+    )
+    assert {p.pid for p in _servers()} <= before, "a launched server outlived its cell"
+
+    runs = mlflow_runs(tmp_path)
+    (parent,) = children(runs, "sweep")
+    cells = children(runs)
+    assert len(cells) == 9
+    by_runtime: dict[str, list] = {}
+    for c in cells:
+        m, tags = c.data.metrics, c.data.tags
+        assert tags["harness.status"] == "ok", (c.info.run_name, tags.get("harness.reason"))
+        assert tags["harness.validity"] == "VALID"
+        assert m["output_tokens"] > 0 and m["output_throughput_tok_s"] > 0
+        assert m["ttft_p50_s"] > 0 and m["e2e_p50_s"] >= m["ttft_p50_s"]
+        assert c.data.params["gen.chat_template"]
+        by_runtime.setdefault(tags["runtime.name"], []).append(c)
+    assert {k: len(v) for k, v in by_runtime.items()} == {
+        "llama_cpp": 2,
+        "hf": 4,
+        "openai_server": 3,
+    }
+    for c in by_runtime["hf"]:
+        tags = c.data.tags
+        assert tags["artifact.recipe.op"] == "gguf_to_hf"
+        assert c.data.metrics["model_bpw"] == pytest.approx(16.0, abs=0.01)  # the bf16 file
+        assert c.data.metrics["model_params"] == 134515008
+        assert tags["pkg.torch"].startswith("2.13.0") and tags["pkg.torchao"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for c in by_runtime["openai_server"]:
+        assert c.data.tags["runtime.server.launch"] == "llama_cpp_python"
+        assert "server.log" in {a.path for a in client.list_artifacts(c.info.run_id)}
+        assert "finish_length" in c.data.tags["harness.flags"]
+    assert parent.data.tags["harness.equivalence"]

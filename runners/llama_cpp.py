@@ -53,7 +53,7 @@ _UNQUANTIZED_KV = frozenset({"f32", "f16", "bf16"})
 SETTINGS = {
     "chat_template": "none (raw prompt)",
     "sampling": "greedy",
-    "eos": "ignored (exactly max_new_tokens)",
+    "eos": "generated and continued past",  # generate() never stops: exactly max_new_tokens
     "prefix_cache": "off",  # reset() before every request: the prompt is always prefilled
 }
 

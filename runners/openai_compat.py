@@ -351,7 +351,9 @@ class OpenAICompatRunner:
         return {
             "chat_template": chat if c.api == "chat" else "none (raw prompt)",
             "sampling": "greedy",  # temperature 0
-            "eos": "ignored (exactly max_new_tokens)" if c.ignore_eos else "min_tokens only",
+            "eos": "generated and continued past (ignore_eos)"
+            if c.ignore_eos and (profile is None or profile.ignore_eos)
+            else "masked until max_new_tokens",
             "eos_mechanism": "min_tokens = max_tokens = max_new_tokens"
             + (", ignore_eos" if c.ignore_eos else ""),
             "special_tokens": self._special_tokens_added(),

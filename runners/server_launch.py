@@ -181,6 +181,9 @@ class Profile:
     tokenize: str | None  # the tokenize body it understands (runners.openai_compat)
     prefix_cache: str  # whether a repeated prompt prefix skips prefill, recorded per cell
     options: Callable[[ServerLaunchConfig, LoadSpec, str, int], list[str]]
+    # honours the request field `ignore_eos` (llama-cpp-python's server does not: only its
+    # `min_tokens` masks EOS until the length is reached)
+    ignore_eos: bool = True
 
 
 PROFILES: dict[str, Profile] = {
@@ -195,6 +198,7 @@ PROFILES: dict[str, Profile] = {
             prefix_cache="on: llama-cpp-python reuses the previous request's matching prompt "
             "prefix (no switch turns it off)",
             options=llama_cpp_python_args,
+            ignore_eos=False,
         ),
         Profile(
             name="llama_server",

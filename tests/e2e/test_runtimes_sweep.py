@@ -68,3 +68,26 @@ def test_runtimes_side_by_side(harness_cli: HarnessRun, model_cache: Path, tmp_p
         assert "server.log" in {a.path for a in client.list_artifacts(c.info.run_id)}
         assert "finish_length" in c.data.tags["harness.flags"]
     assert parent.data.tags["harness.equivalence"]
+
+
+def test_a_worker_killed_at_its_deadline_leaves_no_server(
+    harness_cli: HarnessRun, model_cache: Path, tmp_path: Path
+) -> None:
+    before = {p.pid for p in _servers()}
+    r = harness_cli(
+        "runtime=llama_cpp_server",
+        "method=none",
+        "precision=native",
+        "workload=tiny",
+        "workload.max_new_tokens=1000",
+        "workload.repetitions=20",
+        "run.timeout_s=12",
+        cache_dir=model_cache,
+        timeout=300,
+    )
+    assert r.returncode == 1
+    (cell,) = children(mlflow_runs(tmp_path))
+    assert cell.data.tags["harness.status"] == "failed"
+    assert "timed out after 12 s" in cell.data.tags["harness.reason"]
+    assert {p.pid for p in _servers()} <= before, "the server outlived its killed worker"
+    assert not list(tmp_path.rglob("server.pgid"))

@@ -272,12 +272,12 @@ def test_generation_settings(url: str) -> None:
     settings = make(url, api="chat").generation_settings()
     assert settings["chat_template"] == "applied by the server (chat API)"
     assert settings["sampling"] == "greedy"
-    assert settings["eos"] == "ignored (exactly max_new_tokens)"  # llama_cpp's words
+    assert settings["eos"] == "generated and continued past (ignore_eos)"
     assert settings["special_tokens"] == "none added"  # the synthetic tokenizer adds nothing
     assert settings["prefix_cache"] == "unknown"
     assert settings["prefix_cache_detail"] == "the server's own"
     plain = make(url, ignore_eos=False, tokenize_endpoint=False).generation_settings()
-    assert plain["chat_template"] == "none (raw prompt)" and plain["eos"] == "min_tokens only"
+    assert plain["chat_template"] == "none (raw prompt)" and plain["eos"] == "masked until max_new_tokens"
     assert plain["special_tokens"] == "unknown (no tokenize endpoint)"
     assert OpenAICompatConfig().model_format() is None  # an external server: no local model
 

@@ -315,6 +315,7 @@ def test_tokenize_versions_and_settings(llama: OpenAICompatRunner) -> None:
     settings = llama.generation_settings()
     assert settings["prefix_cache"] == "on"
     assert settings["prefix_cache_detail"].startswith("on: llama-cpp-python reuses")
+    assert settings["eos"] == "masked until max_new_tokens"  # it ignores ignore_eos
 
 
 @pytest.mark.slow

@@ -59,3 +59,25 @@ def test_the_cell_worker_runs_under_runtime_python(
     assert cell.data.tags["python.executable"] == other_python
     env = json.loads(next(tmp_path.rglob("environment.json")).read_text())
     assert env["python_executable"] == other_python != sys.executable
+
+
+def test_missing_runtime_packages_fail_the_cell_with_the_install_command(
+    harness_cli: HarnessRun, tiny_gguf: Path, tmp_path: Path
+) -> None:
+    """An interpreter without transformers: the cell is recorded failed, nothing launched."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    r = harness_cli(
+        "runtime=hf",
+        "method=none",
+        "precision=bf16",
+        f"model.source.path={tiny_gguf}",
+        f"runtime.python={bare / 'bin' / 'python'}",
+    )
+    assert r.returncode == 1
+    (cell,) = [x for x in mlflow_runs(tmp_path) if x.data.tags.get("harness.kind") == "cell"]
+    assert cell.data.tags["harness.status"] == "failed"
+    reason = cell.data.tags["harness.reason"]
+    assert reason.startswith("runtime hf needs torch, transformers, safetensors, accelerate")
+    assert reason.endswith("install with `pip install .[hf]`")
+    assert not list(tmp_path.rglob("run.log")), "a worker was launched"

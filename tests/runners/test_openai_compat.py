@@ -277,7 +277,8 @@ def test_generation_settings(url: str) -> None:
     assert settings["prefix_cache"] == "unknown"
     assert settings["prefix_cache_detail"] == "the server's own"
     plain = make(url, ignore_eos=False, tokenize_endpoint=False).generation_settings()
-    assert plain["chat_template"] == "none (raw prompt)" and plain["eos"] == "masked until max_new_tokens"
+    assert plain["chat_template"] == "none (raw prompt)"
+    assert plain["eos"] == "masked until max_new_tokens"
     assert plain["special_tokens"] == "unknown (no tokenize endpoint)"
     assert OpenAICompatConfig().model_format() is None  # an external server: no local model
 

@@ -12,7 +12,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -100,7 +99,3 @@ def run_process(argv: Sequence[str], log_path: Path, timeout_s: float) -> Proces
         duration_s=time.perf_counter() - t0,
         log_tail=tail(log_path),
     )
-
-
-def python_module(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]

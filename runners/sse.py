@@ -1,5 +1,6 @@
 """What OpenAI-compatible servers send: server-sent events (bytes in, ``Delta`` per chunk
-out), error bodies, and the tokenize bodies each server understands.
+out), error bodies, and the tokenize bodies each server understands; plus the small asyncio
+helpers the client runner uses around them.
 
 How many tokens a chunk holds, when the server sends no running usage (one rule for every
 server, from what each is seen to send):

@@ -16,7 +16,7 @@ import ctypes
 from importlib import metadata
 from pathlib import Path
 
-from harness.artifacts import HF_DIR, ArtifactCache, Step, content_key, sha256_path
+from harness.artifacts import HF_DIR, MODEL_FILE, ArtifactCache, Step, content_key, sha256_path
 from harness.gguf_file import DEQUANTIZER_VERSION, TensorTable, dequantize_to_f16, read_table
 from harness.result import ArtifactInfo
 from runners.llama_cpp import FTYPES
@@ -58,17 +58,7 @@ def plan(
     steps: list[Step] = []
     if not source.full_precision:
         version = f"{metadata.version('gguf')}+dequantizer.{DEQUANTIZER_VERSION}"
-        steps.append(
-            Step(
-                key=content_key(source_sha, DEQUANTIZE, "f16", "gguf", version),
-                op=DEQUANTIZE,
-                precision="f16",
-                tool="gguf",
-                tool_version=version,
-                input_sha256=source_sha,
-                input_key=None,
-            )
-        )
+        steps.append(_from_source(source_sha, DEQUANTIZE, "f16", "gguf", version))
     if precision == "f16" and (steps or source.file_type == "MOSTLY_F16"):
         return steps
     version = metadata.version("llama-cpp-python")
@@ -98,18 +88,23 @@ def _plan_hf(
             "model.source.path at that checkpoint directory (the source here is a GGUF file)"
         )
     version = f"{transformers_version}+converter.{CONVERTER_VERSION}"
-    return [
-        Step(
-            key=content_key(source_sha, TO_HF, "bf16", "transformers", version),
-            op=TO_HF,
-            precision="bf16",
-            tool="transformers",
-            tool_version=version,
-            input_sha256=source_sha,
-            input_key=None,
-            output=HF_DIR,
-        )
-    ]
+    return [_from_source(source_sha, TO_HF, "bf16", "transformers", version, HF_DIR)]
+
+
+def _from_source(
+    source_sha: str, op: str, precision: str, tool: str, version: str, output: str = MODEL_FILE
+) -> Step:
+    """A step that reads the source itself (its key follows the source's content hash)."""
+    return Step(
+        key=content_key(source_sha, op, precision, tool, version),
+        op=op,
+        precision=precision,
+        tool=tool,
+        tool_version=version,
+        input_sha256=source_sha,
+        input_key=None,
+        output=output,
+    )
 
 
 def describe(

@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 from omegaconf import MISSING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 
 @dataclass
@@ -154,6 +158,17 @@ class Runner(Protocol):
 
     def close(self) -> None:
         """Free the engine; idempotent."""
+
+
+@runtime_checkable
+class LogitsAccess(Protocol):
+    """What a runner declaring ``logits`` adds: the full next-token distribution, for
+    reference-logit fidelity (KL divergence against a baseline) and log-likelihood scoring."""
+
+    def logprobs(self, ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Log-softmax over the vocabulary of the next token after each prefix of ``ids``:
+        row i is the distribution of token i + 1; shape [len(ids), n_vocab]. One forward
+        pass from an empty cache, no sampling."""
 
 
 @runtime_checkable

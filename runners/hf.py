@@ -37,6 +37,8 @@ from runners.hf_quant import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -193,6 +195,19 @@ class HFRunner:
 
     def tokenize(self, text: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(text, add_special_tokens=True)]
+
+    def logprobs(self, ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """One forward pass on the engine thread; log-softmax in float32."""
+        return self._submit(self._logprobs, self.model, list(ids)).result()
+
+    def _logprobs(self, model: PreTrainedModel, ids: list[int]) -> npt.NDArray[np.float32]:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.tensor([ids], device=model.device)
+            logits = model(input_ids=x, use_cache=False).logits[0].float()
+            out = torch.log_softmax(logits, dim=-1).cpu().numpy()
+        return out
 
     def stream(self, request: Request) -> Iterator[Sequence[int]]:
         n = request.max_new_tokens

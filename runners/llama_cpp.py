@@ -11,6 +11,8 @@ from runners.base import Capabilities, LoadSpec, Request, RunnerConfig
 
 if TYPE_CHECKING:
     import llama_cpp
+    import numpy as np
+    import numpy.typing as npt
 
 # llama_ftype values (include/llama.h, `enum llama_ftype`): the precision names the GGUF method
 # can produce with llama_model_quantize. IQ1/IQ2/IQ3_XXS need an importance matrix, so they
@@ -168,6 +170,33 @@ class LlamaCppRunner:
             if produced >= request.max_new_tokens:
                 tokens.close()
                 return
+
+    def logprobs(self, ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """Every position's logits from llama_decode with all outputs requested (no
+        ``logits_all`` buffer of n_ctx x n_vocab), in n_batch pieces, log-softmaxed."""
+        import llama_cpp
+        import numpy as np
+
+        llm = self.llm
+        if not 0 < len(ids) <= self.config.n_ctx:
+            raise ValueError(f"{len(ids)} tokens: need 1..runtime.n_ctx={self.config.n_ctx}")
+        llm.reset()  # type: ignore[no-untyped-call]
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)  # positions restart at 0: drop every cached one
+        n_vocab = llm.n_vocab()
+        rows = []
+        for start in range(0, len(ids), self.config.n_batch):
+            piece = list(ids[start : start + self.config.n_batch])
+            llm._batch.set_batch(piece, n_past=start, logits_all=True)
+            llm._ctx.decode(llm._batch)
+            ptr = llama_cpp.llama_get_logits(llm._ctx.ctx)
+            rows.append(np.ctypeslib.as_array(ptr, shape=(len(piece), n_vocab)).copy())
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)  # the next stream() starts from an empty cache too
+        logits = np.concatenate(rows).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        out: npt.NDArray[np.float32] = (
+            logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        ).astype(np.float32)
+        return out
 
     def generate(self, batch: Sequence[Request]) -> list[list[int]]:
         return [[t for chunk in self.stream(r) for t in chunk] for r in batch]

@@ -142,11 +142,12 @@ def missing_reason(cfg: HarnessConfig, versions: dict[str, str | None]) -> str |
         return None
     runner = cfg.runtime.name
     where = cfg.runtime.python or "this environment"
-    hint = INSTALL_HINTS.get(runner, "pip install " + " ".join(missing))
+    hints = [INSTALL_HINTS.get(runner, "pip install " + " ".join(missing))]
     extra = [p for p in missing if p in METHODS.get(cfg.method.name, METHODS["none"]).packages]
     if extra:
-        hint += " and pip install " + " ".join(extra)
+        hints.append("pip install " + " ".join(extra))
+    commands = " and ".join(f"`{h}`" for h in hints)
     return (
         f"runtime {runner} needs {', '.join(missing)}, not installed in {where}; "
-        f"install with `{hint}`"
+        f"install with {commands}"
     )

@@ -9,12 +9,9 @@ dies) and stops the whole group on ``stop()``.
 
 Flags checked against (the versions are noted because flags drift):
 - llama-cpp-python 0.3.36: ``python -m llama_cpp.server --help`` (installed here);
-- llama-server: ggml-org/llama.cpp tools/server/README.md at commit 00dc8057 (``-fa`` takes
-  on|off|auto; ``--no-cache-prompt`` and ``--no-webui`` exist);
-- vLLM: vllm/engine/arg_utils.py at commit 99d7eb5d (0.11 series: booleans are
-  ``BooleanOptionalAction``, hence ``--no-enable-prefix-caching``), ``vllm serve MODEL``;
-- trtllm-serve: NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py at commit 00209af1
-  (``--kv_cache_free_gpu_memory_fraction`` is an alias of ``--free_gpu_memory_fraction``).
+- llama-server: ggml-org/llama.cpp tools/server/README.md @00dc8057 (``-fa on|off|auto``);
+- vLLM: vllm/engine/arg_utils.py @99d7eb5d (booleans take ``--no-``), ``vllm serve MODEL``;
+- trtllm-serve: NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py @00209af1.
 """
 
 from __future__ import annotations
@@ -87,10 +84,16 @@ class ServerLaunchConfig(RunnerConfig):
                 "runtime.executable does not apply to launch=llama_cpp_python; "
                 "set runtime.python to the interpreter instead"
             )
-        if self.ready_timeout_s <= 0 or not 0 < self.gpu_memory_utilization <= 1:
-            raise ValueError("need runtime.ready_timeout_s > 0 and 0 < gpu_memory_utilization <= 1")
-        if self.n_ctx < 16 or self.parallel < 1 or (self.port is not None and self.port < 1):
-            raise ValueError("need runtime.n_ctx >= 16, runtime.parallel >= 1, runtime.port >= 1")
+        rules = (
+            ("ready_timeout_s", self.ready_timeout_s > 0, "> 0"),
+            ("gpu_memory_utilization", 0 < self.gpu_memory_utilization <= 1, "in (0, 1]"),
+            ("n_ctx", self.n_ctx >= 16, ">= 16"),
+            ("parallel", self.parallel >= 1, ">= 1"),
+            ("port", self.port is None or 0 < self.port < 65536, "in 1..65535 or null"),
+        )
+        for field_name, ok, rule in rules:
+            if not ok:
+                raise ValueError(f"runtime.{field_name}={getattr(self, field_name)} must be {rule}")
 
     def model_format(self) -> str | None:
         """The launched profile's artifact; None for an external server (no local model)."""

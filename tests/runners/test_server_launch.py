@@ -150,7 +150,7 @@ def test_config_validation_and_model_format() -> None:
         OpenAICompatConfig(launch="sglang")
     with pytest.raises(ValueError, match="executable does not apply to launch=llama_cpp_python"):
         OpenAICompatConfig(launch="llama_cpp_python", executable="/usr/bin/python3")
-    with pytest.raises(ValueError, match="parallel >= 1"):
+    with pytest.raises(ValueError, match=r"runtime.parallel=0 must be >= 1"):
         OpenAICompatConfig(launch="llama_server", parallel=0)
     formats = {name: OpenAICompatConfig(launch=name).model_format() for name in PROFILES}
     assert formats == {

@@ -86,7 +86,7 @@ def test_missing_packages_name_the_install_command() -> None:
     assert missing_reason(cfg, present) is None
     assert missing_reason(cfg, {**present, "torchao": None, "transformers": None}) == (
         "runtime hf needs transformers, torchao, not installed in this environment; "
-        "install with `pip install .[hf] and pip install torchao`"
+        "install with `pip install .[hf]` and `pip install torchao`"
     )
 
 

@@ -45,6 +45,7 @@ CHUNK_TOKENS = 64  # rows converted to float64 at a time: 64 × 49,152 × 8 B �
 NORM_TOLERANCE = 0.02  # allowed |Σ_i p(i) − 1| per row
 
 F64 = NDArray[np.float64]
+PER_TOKEN = ("kld", "nll_base", "nll_variant", "delta_p", "top1_agree")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,13 @@ class FidelityAccumulator:
                 lp = lp_all[rows].astype(np.float64)
                 lq = lq_all[rows].astype(np.float64)
             self._parts.append(_per_token(lp, lq, tok_all[rows], check=not normalise))
+
+    def per_token(self) -> dict[str, F64]:
+        """The raw per-token values every aggregate is derived from (kept as an artifact)."""
+        if not self._parts:
+            return {name: np.empty(0) for name in PER_TOKEN}
+        rows = np.concatenate(self._parts, axis=1)
+        return {name: rows[i] for i, name in enumerate(PER_TOKEN)}
 
     def result(self) -> Fidelity:
         """Aggregate every token added so far (ValueError when none was added)."""

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf
 
+from harness.baselines import attach
 from harness.errors import UserError
 from harness.matrix import Cell, expand
 from harness.orchestrator import Sweep, execute_cell
@@ -27,7 +29,13 @@ from harness.progress import Console
 from harness.result import Outcome
 from harness.tracking import MlflowSink
 
-_INTERNAL = ("run.parent_run_id=", "run.cell_key=", "run.sweep_id=", "run.sweep_name=")
+_INTERNAL = (
+    "run.parent_run_id=",
+    "run.cell_key=",
+    "run.baseline_key=",
+    "run.sweep_id=",
+    "run.sweep_name=",
+)
 _exit: dict[str, Any] = {"code": 0, "error": None}
 
 
@@ -61,6 +69,33 @@ def plan_sweep(config: DictConfig, context: HydraContext, jobs: list[list[str]])
     return cells
 
 
+def with_baselines(
+    cells: list[Cell], loader: Any, master: DictConfig, sink: MlflowSink
+) -> list[Cell]:
+    """Resolve every eval cell's baseline (composed with ``loader`` like any sweep job)."""
+
+    def compose(overrides: list[str]) -> Cell:
+        cfg = loader.load_sweep_config(master, overrides)
+        return plan_cell(-1, cfg, cfg.hydra.runtime.choices, overrides)
+
+    def finished(keys: list[str]) -> list[str]:
+        return list(sink.finished_cells(keys))
+
+    return attach(cells, compose, finished, sink.describe())
+
+
+def _job_overrides(cell: Cell, sweep: Sweep) -> list[str]:
+    extra = [f"run.baseline_key={cell.baseline_key}"] if cell.baseline_key else []
+    return [
+        *cell.overrides,
+        f"run.parent_run_id={sweep.parent_id}",
+        f"run.cell_key={cell.key}",
+        f"run.sweep_id={sweep.id}",
+        f"run.sweep_name={sweep.name}",
+        *extra,
+    ]
+
+
 def _outcome(sweep: Sweep, cell: Cell, ret: JobReturn) -> Outcome:
     if ret.status is JobStatus.COMPLETED and isinstance(ret.return_value, Outcome):
         return ret.return_value
@@ -85,26 +120,26 @@ def run_sweep(
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     console = Console()
-    sweep = Sweep(name, cells, MlflowSink(cells[0].config.tracking), console)
+    sink = MlflowSink(cells[0].config.tracking)
+    cells = with_baselines(cells, context.config_loader, config, sink)
+    sweep = Sweep(name, cells, sink, console)
     pending = sweep.start(force=cells[0].config.run.force)
-    size = max_batch_size or max(len(pending), 1)
-    for start in range(0, len(pending), size):
-        batch = pending[start : start + size]
-        overrides = [
-            [
-                *c.overrides,
-                f"run.parent_run_id={sweep.parent_id}",
-                f"run.cell_key={c.key}",
-                f"run.sweep_id={sweep.id}",
-                f"run.sweep_name={name}",
-            ]
-            for c in batch
-        ]
-        for c in batch:
-            console.started(c)
-        returns = launcher.launch(overrides, initial_job_idx=start)
-        for cell, ret in zip(batch, returns, strict=True):
-            sweep.record(cell, _outcome(sweep, cell, ret))
+    # baselines first, all of them: their variants fetch the baseline's items and reference
+    baselines = [c for c in pending if c.baseline_key == c.key]
+    rest = [c for c in pending if c.baseline_key != c.key]
+    done = 0
+    for group in (baselines, rest):
+        size = max_batch_size or max(len(group), 1)
+        for start in range(0, len(group), size):
+            batch = group[start : start + size]
+            for c in batch:
+                console.started(c)
+            returns = launcher.launch(
+                [_job_overrides(c, sweep) for c in batch], initial_job_idx=done
+            )
+            done += len(batch)
+            for cell, ret in zip(batch, returns, strict=True):
+                sweep.record(cell, _outcome(sweep, cell, ret))
     _exit["code"] = sweep.finish(sweep_dir)
 
 
@@ -130,6 +165,10 @@ def _run_task(cfg: DictConfig) -> Outcome | None:
     if run.parent_run_id:
         identity = (run.sweep_id or "", run.sweep_name or "")
         return execute_cell(cell, out_dir / "cell", sink, run.parent_run_id, identity)
+    if cell.config.eval.enabled:
+        master = OmegaConf.create({"hydra": OmegaConf.to_container(hc)})
+        loader = GlobalHydra.instance().config_loader()
+        (cell,) = with_baselines([cell], loader, master, sink)
     console = Console()
     sweep = Sweep("single", [cell], sink, console)
     for pending in sweep.start(force=run.force):

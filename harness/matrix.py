@@ -22,7 +22,7 @@ from harness.config import AXES, HarnessConfig, to_container
 # Config sections that say how to run, not what to measure.
 VOLATILE = ("run", "tracking")
 # Overrides that select or steer the sweep rather than change a cell.
-_NOT_CELL = ("hydra.", "+sweep", "sweep=", "run.", "tracking.", "tracking=")
+_NOT_CELL = ("hydra.", "+sweep", "sweep=", "run.", "tracking.", "tracking=", "eval=", "eval.")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class Cell:
     # why it cannot run in this environment (a package missing where the worker runs): the
     # cell is recorded as failed, with the install command, without launching anything
     blocked: str | None = None
+    # the cell key of this cell's quality baseline (its own key when it is one); None: no eval
+    baseline_key: str | None = None
 
 
 def expand(

@@ -25,16 +25,19 @@ from harness import worker
 from harness.artifacts import ArtifactCache
 from harness.config import to_container
 from harness.equivalence import differences
+from harness.evaluate import BASELINE, EVAL_DIR, VARIANT, EvalTask
 from harness.interpreter import executable
 from harness.matrix import Cell, sweep_id
 from harness.metadata import environment
 from harness.plan import source_of, steps_of
 from harness.process import ProcessResult, run_process
 from harness.progress import Console
+from harness.quality import compare, inconclusive
 from harness.quantize import describe
 from harness.record import cell_record, skipped_result, sweep_record
+from harness.reference import reference_path
 from harness.result import CellResult, Outcome, Status, load_result, write_json_atomic
-from harness.tracking import FAILED, FINISHED, ResultSink
+from harness.tracking import FAILED, FINISHED, BaselineRun, ResultSink
 from runners import get_runner
 
 MEASURED = (Status.ok, Status.invalid)
@@ -45,6 +48,7 @@ COMPARABLE = ("model", "workload", "hardware")
 # Written by a runner that launches a server in its own process group; read here so that a
 # worker killed at its deadline, or crashed, cannot leave the server running.
 SERVER_PGID_FILE = "server.pgid"
+BASELINE_DIR = "baseline"  # the baseline run's eval files, fetched for the scorecard
 
 
 def _worker(phase: str, cell_dir: Path, timeout_s: float, python: str | None) -> ProcessResult:
@@ -78,7 +82,53 @@ def _failure(pr: ProcessResult, cell_dir: Path, phase: str, timeout_s: float) ->
     )
 
 
-def _artifact(cell: Cell, cell_dir: Path) -> CellResult | None:
+def _eval_task(
+    cell: Cell, cell_dir: Path, sink: ResultSink
+) -> tuple[EvalTask | None, BaselineRun | None]:
+    """This cell's role in the quality gate and, for a variant, its baseline's finished run
+    (fetched from the tracking store, so an earlier sweep's baseline works the same way)."""
+    cfg = cell.config
+    if not cfg.eval.enabled:
+        return None, None
+    if cell.baseline_key is None or cell.baseline_key == cell.key:
+        return EvalTask(BASELINE), None
+    base = sink.fetch_baseline(cell.baseline_key, cell_dir / BASELINE_DIR)
+    if base is None:
+        why = f"the baseline cell {cell.baseline_key} has no finished run (it failed or never ran)"
+        return EvalTask(VARIANT, reference_missing=why), None
+    ref = base.tags.get("quality.reference_key")
+    if ref is None:
+        detail = base.tags.get("absent.fidelity.kld_mean", "")
+        why = "the baseline run has no reference logits" + (f" ({detail})" if detail else "")
+        return EvalTask(VARIANT, reference_missing=why), base
+    path = reference_path(Path(cfg.run.cache_dir), ref)
+    return EvalTask(VARIANT, reference_dir=str(path)), base
+
+
+def _gate(
+    cell: Cell, cell_dir: Path, result: CellResult, task: EvalTask, base: BaselineRun | None
+) -> CellResult:
+    """A variant's paired scorecard against its baseline, added to its result."""
+    if task.role == BASELINE:
+        return result
+    if base is None:
+        gated = inconclusive(task.reference_missing or "no baseline run")
+    else:
+        try:
+            gated, _ = compare(cell.config.eval, base.eval_dir, cell_dir, result.absent)
+        except Exception as e:  # a broken baseline file must not lose this cell's numbers
+            gated = inconclusive(f"scorecard failed: {type(e).__name__}: {e}")
+        gated.tags["quality.baseline_run_id"] = base.run_id
+    gated.tags["quality.baseline_cell_key"] = cell.baseline_key or ""
+    return replace(
+        result,
+        metrics={**result.metrics, **gated.metrics},
+        tags={**result.tags, **gated.tags},
+        flags=result.flags + gated.flags,
+    )
+
+
+def _artifact(cell: Cell, cell_dir: Path, task: EvalTask | None) -> CellResult | None:
     """Write artifact.json from the cache, or build it in a prepare worker; a failure result
     when that fails."""
     cfg = cell.config
@@ -90,6 +140,7 @@ def _artifact(cell: Cell, cell_dir: Path) -> CellResult | None:
         "config": to_container(cfg),
         "source": str(source.path),
         "steps": [asdict(s) for s in steps],
+        "eval": asdict(task) if task is not None else None,
     }
     write_json_atomic(cell_dir / worker.CELL_FILE, spec)
     (cell_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
@@ -129,11 +180,15 @@ def execute_cell(
     stale = (worker.RESULT_FILE, worker.ARTIFACT_FILE, worker.ENV_FILE, worker.RESOURCES_FILE)
     for name in stale:
         (cell_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(cell_dir / worker.EVENTS_FILE, ignore_errors=True)
+    for folder in (worker.EVENTS_FILE, EVAL_DIR, BASELINE_DIR):
+        shutil.rmtree(cell_dir / folder, ignore_errors=True)
     if cell.blocked:
         result = CellResult(status=Status.failed, reason=cell.blocked)
     else:
-        result = _artifact(cell, cell_dir) or _measure(cell, cell_dir)
+        task, base = _eval_task(cell, cell_dir, sink)
+        result = _artifact(cell, cell_dir, task) or _measure(cell, cell_dir)
+        if task is not None and result.status in MEASURED:
+            result = _gate(cell, cell_dir, result, task, base)
     env_file = cell_dir / worker.ENV_FILE
     env = json.loads(env_file.read_text()) if env_file.is_file() else environment()
     record = cell_record(cell, result, env, *sweep)
@@ -144,6 +199,7 @@ def execute_cell(
         worker.EVENTS_FILE,
         worker.ENV_FILE,
         worker.RESOURCES_FILE,
+        EVAL_DIR,
     )
     logs = ("prepare.log", "run.log", "server.log")
     record.files = [cell_dir / f for f in (*files, *logs)]
@@ -160,7 +216,14 @@ def execute_cell(
         synthetic=get_runner(cell.config.runtime.name).capabilities.synthetic,
         flags=tuple(result.flags),
         settings=result.settings,
+        verdict=_verdict(result),
     )
+
+
+def _verdict(result: CellResult) -> str:
+    if result.tags.get("quality.role") == BASELINE:
+        return "baseline"
+    return result.tags.get("quality.verdict", "")
 
 
 class Sweep:

@@ -23,6 +23,7 @@ from harness.interpreter import dist_versions
 from harness.matrix import Cell, cell_id, cell_key
 from harness.metadata import machine_identity
 from harness.metrics import ESTIMATOR_VERSION
+from harness.quality import check_config as check_eval
 from harness.quantize import PlanError, plan
 
 
@@ -117,6 +118,7 @@ def plan_cell(
     index: int, cfg: DictConfig, choices: Mapping[str, Any], overrides: Sequence[str]
 ) -> Cell:
     config = to_typed(cfg)
+    check_eval(config.eval)
     axis_choices = {a: str(choices.get(a)) for a in AXES}
     source = source_of(config)
     key = config.run.cell_key or cell_key(
@@ -131,4 +133,5 @@ def plan_cell(
         key=key,
         skip=_skip(config, source),
         blocked=missing_reason(config, installed(config)),
+        baseline_key=config.run.baseline_key,
     )

@@ -15,6 +15,7 @@ from typing import Any
 from harness.cost import price_tags
 from harness.matrix import Cell, flatten, identity
 from harness.metrics import ESTIMATOR_VERSION
+from harness.quality import dataset_lineage
 from harness.result import CellResult, Status
 from runners import get_runner
 
@@ -30,6 +31,8 @@ class RunRecord:
     params: dict[str, str] = field(default_factory=dict)
     metrics: list[tuple[str, float, int]] = field(default_factory=list)  # key, value, step
     files: list[Path] = field(default_factory=list)  # artifacts to upload
+    # dataset lineage (MLflow dataset inputs): name, digest, source_type, source, profile, context
+    datasets: list[dict[str, str]] = field(default_factory=list)
 
 
 def _param(value: str) -> str:
@@ -107,6 +110,7 @@ def cell_record(
         tags["harness.error_tail"] = result.error[-TAG_MAX:]
     tags.update(validity_tags(result))
     tags.update(price_tags(cell.config.hardware))
+    tags.update({k: v[:TAG_MAX] for k, v in result.tags.items()})
     tags["runtime.name"] = cell.config.runtime.name
     tags.update({f"runtime.{k}": v[:TAG_MAX] for k, v in result.versions.items()})
     tags.update({f"absent.{k}": v for k, v in result.absent.items()})
@@ -121,7 +125,13 @@ def cell_record(
     metrics = [(k, float(v), 0) for k, v in sorted(result.metrics.items())]
     for key, values in sorted(result.per_rep.items()):
         metrics += [(f"rep.{key}", float(v), i) for i, v in enumerate(values)]
-    return RunRecord(name=cell.cell_id, tags=tags, params=params, metrics=metrics)
+    return RunRecord(
+        name=cell.cell_id,
+        tags=tags,
+        params=params,
+        metrics=metrics,
+        datasets=dataset_lineage(cell.config.eval),
+    )
 
 
 def skipped_result(cell: Cell) -> CellResult:

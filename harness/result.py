@@ -5,6 +5,7 @@ Format history (SCHEMA_VERSION):
      versions, artifact info; raw request events in a separate JSONL file.
   2: ``problems`` (why a run is INVALID) and ``flags`` (unstable, throttled, preallocated);
      events moved to ``events/`` (harness/events.py) and resource samples to resources.jsonl.
+  3: ``tags``: provenance the worker found (the quality role and reference-logits key).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Status(StrEnum):
@@ -57,6 +58,7 @@ class CellResult:
     versions: dict[str, str] = field(default_factory=dict)
     # effective generation settings (see harness/equivalence.py), compared across runtimes
     settings: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
     artifact: ArtifactInfo | None = None
     error: str | None = None  # last lines of the error, for failed cells
     schema_version: int = SCHEMA_VERSION
@@ -76,6 +78,7 @@ class Outcome:
     synthetic: bool = False
     flags: tuple[str, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)
+    verdict: str = ""  # quality gate: PASS / FAIL / INCONCLUSIVE, "baseline", "" without eval
 
 
 def _plain(obj: Any) -> Any:

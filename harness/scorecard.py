@@ -12,7 +12,18 @@ Conventions (docs: /work/shared/reference/quality.md §7):
   ``RESAMPLES`` = 10,000 resamples, type-7 percentiles). Resampling n items uniformly is drawn
   exactly as a multinomial over the distinct values of d, so it is vectorised and cheap. Each
   slice's generator is ``numpy.random.default_rng([seed, crc32(slice)])``: a slice's interval does
-  not depend on the other slices or on item order.
+  not depend on the other slices or on item order. ``ci_method`` = "bootstrap" for partial-credit
+  slices, "none" without paired items.
+- 0/1 slices (``ci_method`` = "bootstrap+exact envelope"): with few changed items the bootstrap
+  degenerates (no discordant pair gives [0, 0], "proof" of no drop from 10 items). For them
+  delta = g/n − l/n (l = flips_lost, g = flips_gained), and the interval at confidence c is the
+  envelope [min(boot_lo, g/n − U_l), max(boot_hi, U_g − l/n)], where U_k is the exact
+  Clopper–Pearson upper bound of the rate k/n at one-sided level (1 + c)/2 (the upper end of the
+  two-sided c interval): the (1 + c)/2 quantile of Beta(k + 1, n − k), 1 when k = n. Each exact
+  end takes the other flip count as observed and bounds one flip rate exactly; the envelope is
+  never narrower than the bootstrap. Without flips it is ±(1 − ((1 − c)/2)^(1/n)): ±30.8 pt at
+  n = 10, ±1.83 pt at n = 200 (c = 0.95). ``delta_ci95`` (c = 0.95) and ``delta_ci`` (the
+  gate's c) are both envelopes.
 - Flips: ``flips_lost`` = items where the variant scores lower (base right, variant wrong for 0/1
   scores), ``flips_gained`` the reverse. McNemar: exact two-sided binomial test of flips_lost
   against Bin(flips_lost + flips_gained, 1/2) when every score of the slice is 0 or 1, else
@@ -38,8 +49,10 @@ from enum import StrEnum
 import numpy as np
 from numpy.typing import NDArray
 
-# Format history: "1" (first version).
-SCORECARD_VERSION = "1"
+# Format history: "1" (first version); "2" adds SliceResult.ci_method, and the CIs of 0/1 slices
+# are the bootstrap ∪ exact Clopper–Pearson envelope (see the module docstring).
+SCORECARD_VERSION = "2"
+CI_NONE, CI_BOOTSTRAP, CI_ENVELOPE = "none", "bootstrap", "bootstrap+exact envelope"
 RESAMPLES = 10_000
 
 Scores = Mapping[str, Mapping[str, float | bool]]  # slice → item id → score in [0, 1]
@@ -102,9 +115,10 @@ class SliceResult:
     se_variant: float | None  # s / √n
     delta: float | None  # mean(variant − base), fraction
     delta_se: float | None  # s(d) / √n
-    delta_ci95: tuple[float, float] | None  # paired percentile bootstrap
+    delta_ci95: tuple[float, float] | None  # at 0.95, by ``ci_method``
     confidence: float  # the gate's confidence
-    delta_ci: tuple[float, float] | None  # paired percentile bootstrap at ``confidence``
+    delta_ci: tuple[float, float] | None  # at ``confidence``, by ``ci_method``; decides
+    ci_method: str  # CI_BOOTSTRAP (partial credit), CI_ENVELOPE (0/1 scores) or CI_NONE (n = 0)
     max_drop: float
     min_items: int
     flips_lost: int  # variant lower than base
@@ -195,6 +209,25 @@ def mcnemar_exact(lost: int, gained: int) -> float:
     return float(sps.binomtest(lost, lost + gained, 0.5).pvalue)
 
 
+def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
+    """Upper end of the two-sided exact ``confidence`` interval of a rate from k of n items:
+    the (1 + confidence)/2 quantile of Beta(k + 1, n − k); 1.0 when k = n."""
+    if k >= n:
+        return 1.0
+    from scipy import stats as sps
+
+    return float(sps.beta.ppf((1 + confidence) / 2, k + 1, n - k))
+
+
+def exact_envelope(
+    ci: tuple[float, float], lost: int, gained: int, n: int, confidence: float
+) -> tuple[float, float]:
+    """``ci`` widened to [g/n − U_l, U_g − l/n] where wider (U_k: ``clopper_pearson_upper``)."""
+    lo = gained / n - clopper_pearson_upper(lost, n, confidence)
+    hi = clopper_pearson_upper(gained, n, confidence) - lost / n
+    return (min(ci[0], lo), max(ci[1], hi))
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm step-down adjusted p-values, in input order: max_{j ≤ i} min(1, (m − j + 1) p_(j))."""
     order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
@@ -221,10 +254,16 @@ def _slice_result(
     binary = bool(np.all((b == 0) | (b == 1)) and np.all((v == 0) | (v == 1)))
     lost, gained = int(np.sum(d < 0)), int(np.sum(d > 0))
     ci95 = ci = None
+    method = CI_NONE
     if ids:
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
         means = paired_bootstrap_means(d, rng, resamples)
         ci95, ci = _percentile_ci(means, 0.95), _percentile_ci(means, gate.confidence)
+        method = CI_BOOTSTRAP
+        if binary:
+            ci95 = exact_envelope(ci95, lost, gained, len(ids), 0.95)
+            ci = exact_envelope(ci, lost, gained, len(ids), gate.confidence)
+            method = CI_ENVELOPE
     verdict, reason = _verdict(len(ids), ci, gate)
     return SliceResult(
         slice=name,
@@ -238,6 +277,7 @@ def _slice_result(
         delta_ci95=ci95,
         confidence=gate.confidence,
         delta_ci=ci,
+        ci_method=method,
         max_drop=gate.max_drop,
         min_items=gate.min_items,
         flips_lost=lost,
@@ -304,6 +344,9 @@ def _overall(results: list[SliceResult]) -> tuple[Verdict, str]:
     return Verdict.PASS, f"all {len(results)} slices pass"
 
 
+_CI_METHODS = (CI_ENVELOPE, CI_BOOTSTRAP)  # the ones with an interval, in display order
+
+
 def _pt(x: float) -> str:
     """A fraction as signed points with two decimals: -0.0234 → "-2.34"."""
     return f"{100 * x:+.2f}"
@@ -333,6 +376,10 @@ def format_scorecard(card: Scorecard) -> str:
             f"| {_p(r.mcnemar_p_holm)} | {r.verdict} | {r.reason} |"
         )
     lines.append("")
+    methods = {m: [r.slice for r in card.slices if r.ci_method == m] for m in _CI_METHODS}
+    used = [f"{m} ({', '.join(names)})" for m, names in methods.items() if names]
+    if used:
+        lines.append(f"CI method: {'; '.join(used)}")
     lines.append(f"**Overall: {card.verdict}** ({card.reason})")
     if card.aggregate_delta is not None:
         lines.append(

@@ -29,6 +29,15 @@ SCORER_VERSIONS: Final[Mapping[str, str]] = {
     "multiple_choice": "1.0.0",
 }
 
+# Per-item fields in [0, 1] that a slice can be gated on (``correct`` is each slice's primary).
+SCORE_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
+    "arithmetic": ("correct", "strict", "lenient"),
+    "json": ("correct", "valid", "schema_valid", "field_match", "record_exact"),
+    "instructions": ("correct", "prompt_strict", "prompt_loose"),
+    "long_context": ("correct", "recall"),
+    "multiple_choice": ("correct", "acc", "acc_norm"),
+}
+
 _NUMBER = r"-?\d+(?:\.\d+)?"
 _STRICT = re.compile(r"####\s*(" + _NUMBER + r")")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")

@@ -53,11 +53,16 @@ class Suite:
     slices: tuple[str, ...]
     items_by_slice: Mapping[str, tuple[EvalItem, ...]]
     root: Path
+    files: Mapping[str, Mapping[str, Any]]  # the manifest's file entries
 
     @property
     def items(self) -> tuple[EvalItem, ...]:
         """All items, slice by slice in manifest order."""
         return tuple(item for name in self.slices for item in self.items_by_slice[name])
+
+    def file_sha256(self, name: str) -> str:
+        """The manifest's sha256 of one of the suite's files (verified when it was loaded)."""
+        return str(self.files[name]["sha256"])
 
     def corpus_text(self) -> str:
         """Held-out plain text for perplexity and KL divergence."""
@@ -126,4 +131,5 @@ def load_suite(
         slices=slices,
         items_by_slice=items,
         root=root,
+        files=manifest["files"],
     )

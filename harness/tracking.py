@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -25,6 +26,17 @@ from harness.record import SETTINGS_PREFIX, RunRecord
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
 # run id, metrics, effective generation settings of a finished cell run
 FinishedCell = tuple[str, dict[str, float], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """A finished baseline cell as a variant needs it: its tags and its eval files."""
+
+    run_id: str
+    tags: dict[str, str]
+    eval_dir: Path  # local copy of the run's eval/ artifacts (empty when it has none)
+
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -57,6 +69,7 @@ class ResultSink(Protocol):
     def open_sweep(self, sweep_id: str, record: RunRecord) -> str: ...
     def finished_cells(self, keys: list[str]) -> dict[str, FinishedCell]: ...
     def log_run(self, record: RunRecord, parent_id: str | None, status: str) -> str: ...
+    def fetch_baseline(self, key: str, dest: Path) -> BaselineRun | None: ...
     def close_sweep(
         self, run_id: str, status: str, files: list[Path], tags: dict[str, str] | None = None
     ) -> None: ...
@@ -116,6 +129,8 @@ class MlflowSink:
         # dead server; a few seconds of retries is enough to ride out a blip.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        # a baseline's eval files are fetched per variant: no progress bars in the sweep's output
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         for chatty in ("alembic", "mlflow.store.db.utils"):  # schema creation chatter
             logging.getLogger(chatty).setLevel(logging.WARNING)
         from mlflow.tracking import MlflowClient
@@ -194,6 +209,37 @@ class MlflowSink:
                 out[key] = (str(runs[0].info.run_id), dict(data.metrics), settings)
         return out
 
+    @_guarded
+    def fetch_baseline(self, key: str, dest: Path) -> BaselineRun | None:
+        """The newest finished run with cell key ``key``, its eval/ files copied into ``dest``."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`harness.cell_key` = '{key}' and attributes.status = 'FINISHED'",
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        if not runs:
+            return None
+        run_id = str(runs[0].info.run_id)
+        dest.mkdir(parents=True, exist_ok=True)
+        names = {f.path for f in self.client.list_artifacts(run_id)}
+        if "eval" in names:
+            self.client.download_artifacts(run_id, "eval", str(dest))
+        return BaselineRun(run_id, dict(runs[0].data.tags), dest / "eval")
+
+    def _log_datasets(self, run_id: str, datasets: list[dict[str, str]]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [
+            DatasetInput(
+                Dataset(d["name"], d["digest"], d["source_type"], d["source"], None, d["profile"]),
+                [InputTag("mlflow.data.context", d["context"])],
+            )
+            for d in datasets
+        ]
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
+
     def _create(self, record: RunRecord, parent_id: str | None) -> str:
         from mlflow.entities import Metric, Param
 
@@ -210,6 +256,7 @@ class MlflowSink:
         metrics = [Metric(k, v, now, step) for k, v, step in record.metrics]
         for i in range(0, len(metrics), 1000):
             self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
+        self._log_datasets(run_id, record.datasets)
         for path in record.files:
             if path.is_dir():
                 self.client.log_artifacts(run_id, str(path), artifact_path=path.name)

@@ -25,8 +25,9 @@ import psutil
 from harness.artifacts import ArtifactCache, Step
 from harness.assemble import assemble
 from harness.clock import now_ns, seconds
-from harness.config import HarnessConfig, from_container
+from harness.config import HarnessConfig, from_container, to_container
 from harness.equivalence import settings as effective_settings
+from harness.evaluate import EvalOutput, EvalTask, FidelityInputs, run_eval
 from harness.events import EVENTS_DIR
 from harness.measure import Session
 from harness.metadata import environment, gpu_info, usable_cpus
@@ -34,7 +35,8 @@ from harness.quantize import materialize
 from harness.resources import ResourceMonitor, to_jsonl
 from harness.result import ArtifactInfo, CellResult, Status, dump_result
 from harness.result import write_json_atomic as write_json
-from runners import LoadSpec, get_runner
+from harness.suites import load_suite
+from runners import LoadSpec, Runner, get_runner
 
 CELL_FILE, ARTIFACT_FILE, RESULT_FILE, EVENTS_FILE, ENV_FILE, RESOURCES_FILE = (
     "cell.json",
@@ -84,7 +86,35 @@ def _check_device(cfg: HarnessConfig) -> None:
             )
 
 
-def run(cell_dir: Path, cfg: HarnessConfig) -> CellResult:
+def _evaluate(
+    runner: Runner,
+    cfg: HarnessConfig,
+    spec: dict[str, Any],
+    artifact: ArtifactInfo,
+    versions: dict[str, str],
+    cell_dir: Path,
+) -> EvalOutput:
+    """The quality eval on the loaded model; its failure costs the quality numbers only."""
+    if not cfg.eval.enabled:
+        return EvalOutput()
+    try:
+        suite = load_suite(cfg.eval.suite, "full")
+        runtime = {k: v for k, v in to_container(cfg)["runtime"].items() if k != "python"}
+        inputs = FidelityInputs(
+            corpus=suite.corpus_text(),
+            corpus_sha256=suite.file_sha256("corpus.txt"),
+            artifact_sha256=artifact.sha256,
+            runtime={**runtime, **versions},
+            cache_dir=Path(cfg.run.cache_dir),
+        )
+        return run_eval(runner, cfg.eval, suite, EvalTask(**spec["eval"]), inputs, cell_dir)
+    except Exception as e:
+        why = f"eval failed: {type(e).__name__}: {e}"
+        print("".join(traceback.format_exc().splitlines(keepends=True)[-20:]), file=sys.stderr)
+        return EvalOutput(absent={"quality": why[:2000]}, flags=[why[:500]])
+
+
+def run(cell_dir: Path, cfg: HarnessConfig, spec: dict[str, Any]) -> CellResult:
     _check_device(cfg)
     artifact = ArtifactInfo(**json.loads((cell_dir / ARTIFACT_FILE).read_text()))
     runner_cls = get_runner(cfg.runtime.name)
@@ -102,6 +132,7 @@ def run(cell_dir: Path, cfg: HarnessConfig) -> CellResult:
     monitor.start()
     rss_before = psutil.Process().memory_info().rss
     t0 = now_ns()
+    log = None
     try:
         runner.load()
         load_s = seconds(now_ns() - t0)
@@ -109,15 +140,21 @@ def run(cell_dir: Path, cfg: HarnessConfig) -> CellResult:
         write_json(cell_dir / ENV_FILE, {**environment(), "runtime": versions})
         runner_settings = runner.generation_settings()
         measurement = Session(runner, cfg.workload, cell_dir, monitor).run()
+        # memory and energy describe the performance run, not the eval that follows
+        peak_rss = _peak_rss_bytes()
+        log = monitor.stop()
+        quality = _evaluate(runner, cfg, spec, artifact, versions, cell_dir)
     finally:
         runner.close()
-        log = monitor.stop()
+        if log is None:
+            log = monitor.stop()
         to_jsonl(log, cell_dir / RESOURCES_FILE)
     out = assemble(cfg, measurement, log, runner_cls.capabilities.preallocates_memory)
     metrics = {
         **out.metrics,
+        **quality.metrics,
         "load_time_s": load_s,
-        "peak_rss_bytes": float(_peak_rss_bytes()),
+        "peak_rss_bytes": float(peak_rss),
         "rss_before_load_bytes": float(rss_before),
         "model_file_bytes": float(artifact.file_bytes),
         "model_bpw": artifact.bpw,
@@ -138,9 +175,10 @@ def run(cell_dir: Path, cfg: HarnessConfig) -> CellResult:
         reason=reason,
         metrics=metrics,
         per_rep=out.per_rep,
-        absent=out.absent,
+        absent={**out.absent, **quality.absent},
         problems=out.problems,
-        flags=out.flags,
+        flags=out.flags + quality.flags,
+        tags=quality.tags,
         versions=versions,
         settings=effective_settings(runner_settings, measurement.records),
         artifact=artifact,
@@ -160,7 +198,7 @@ def main(argv: list[str]) -> int:
         if phase == "prepare":
             prepare(cell_dir, spec, cfg)
             return 0
-        dump_result(run(cell_dir, cfg), cell_dir / RESULT_FILE)
+        dump_result(run(cell_dir, cfg, spec), cell_dir / RESULT_FILE)
         return 0
     except Exception as e:
         tail = "".join(traceback.format_exc().splitlines(keepends=True)[-20:])

@@ -54,14 +54,27 @@ def short_ids(cell_ids: Sequence[str]) -> tuple[list[str], str]:
     return [" ".join(p[k] for k in varying if p[k]) for p in padded], shared
 
 
+# Shown when any cell ran the quality eval.
+QUALITY_COLUMNS: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
+    ("KLD", "fidelity.kld_mean", _num(".4f")),
+    ("top-1 %", "fidelity.top1_agreement", _num(".1f", 100)),
+    ("PPL", "quality.corpus_ppl", _num(".2f")),
+)
+
+
 def summary_table(outcomes: Sequence[Outcome]) -> str:
     names, shared = short_ids([o.cell_id for o in outcomes])
-    header = [f"cell ({shared})" if shared else "cell", "status", *(c[0] for c in COLUMNS), "note"]
+    quality = any(o.verdict for o in outcomes)
+    columns = COLUMNS + QUALITY_COLUMNS if quality else COLUMNS
+    header = [f"cell ({shared})" if shared else "cell", "status", *(c[0] for c in columns)]
+    header += ["quality", "note"] if quality else ["note"]
     rows = []
     for name, o in zip(names, outcomes, strict=True):
         status = o.status.value + (" (synthetic)" if o.synthetic else "")
         metrics = _with_derived(o.metrics)
-        cols = [fmt(metrics.get(key)) for _, key, fmt in COLUMNS]
+        cols = [fmt(metrics.get(key)) for _, key, fmt in columns]
+        if quality:
+            cols.append(o.verdict or "-")
         note = "; ".join([o.reason, *o.flags] if o.reason else o.flags)
         note = note.replace("|", "/").replace("\n", " ")[:160]
         rows.append([name, status, *cols, note])

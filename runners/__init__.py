@@ -14,23 +14,27 @@ from importlib.metadata import entry_points
 from runners.base import (
     AsyncStreaming,
     Capabilities,
+    Completion,
     Delta,
     LoadSpec,
     LogitsAccess,
     Request,
     Runner,
     RunnerConfig,
+    TextCompletion,
 )
 
 __all__ = [
     "AsyncStreaming",
     "Capabilities",
+    "Completion",
     "Delta",
     "LoadSpec",
     "LogitsAccess",
     "Request",
     "Runner",
     "RunnerConfig",
+    "TextCompletion",
     "UnknownRunnerError",
     "get_runner",
     "runner_names",

@@ -67,6 +67,9 @@ class Capabilities:
     # Loads the model in the worker's own process (False: a client of a server process),
     # so a method's library (torchao, bitsandbytes) must be importable there.
     in_process: bool = True
+    # Implements ``complete``: generation the way a user calls the model (chat template, stops
+    # at end of turn), which quality evals need; benchmark ``stream`` never stops early.
+    completion: bool = False
 
     @property
     def methods(self) -> frozenset[str]:
@@ -169,6 +172,35 @@ class LogitsAccess(Protocol):
         """Log-softmax over the vocabulary of the next token after each prefix of ``ids``:
         row i is the distribution of token i + 1; shape [len(ids), n_vocab]. One forward
         pass from an empty cache, no sampling."""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One eval generation: the text a user would see and how it ended.
+
+    ``finish`` is "stop" when the model ended its turn (EOS or the template's end-of-turn
+    token) and "length" when ``max_new_tokens`` cut it off.
+    """
+
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+    finish: str
+
+
+@runtime_checkable
+class TextCompletion(Protocol):
+    """What a runner declaring ``completion`` adds: greedy generation that stops at the end of
+    the model's turn, for quality evals (the same call for the baseline and every variant)."""
+
+    def complete(self, prompt: str, max_new_tokens: int, chat: bool) -> Completion:
+        """Greedy continuation of ``prompt``, at most ``max_new_tokens`` tokens, stopping at
+        EOS / end of turn, from an empty cache. ``chat``: wrap the prompt as one user message
+        in the model's own chat template (with the generation prompt); else send it raw."""
+
+    def chat_template(self) -> str | None:
+        """The chat template text ``complete(chat=True)`` applies (None: the model has none),
+        hashed into the eval settings so baseline and variant are known to match."""
 
 
 @runtime_checkable

@@ -13,9 +13,15 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from runners.base import Capabilities, LoadSpec, Request, RunnerConfig
+from runners.base import Capabilities, Completion, LoadSpec, Request, RunnerConfig
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+FAKE_VOCAB = 32
 
 
 class Fault(StrEnum):
@@ -34,6 +40,8 @@ class FakeConfig(RunnerConfig):
     fault: Fault = Fault.none
     short_by: int = 0  # produce this many tokens fewer than asked
     chunk_tokens: int = 1  # tokens per yielded chunk (a server that coalesces tokens)
+    completion_text: str = "#### 0"  # what complete() answers to every prompt
+    logit_noise: float = 0.0  # perturbs logprobs(): 0 is the reference distribution
 
 
 def _wait_until(due_ns: int) -> None:
@@ -52,11 +60,12 @@ class FakeRunner:
     capabilities: ClassVar[Capabilities] = Capabilities(
         streaming=True,
         batching=False,
-        logits=False,
         gpu_offload=False,
         devices=frozenset({"cpu", "cuda"}),
         support={"none": frozenset({"native"}), "gguf": frozenset({"f16"})},
         synthetic=True,
+        logits=True,
+        completion=True,
     )
     packages: ClassVar[tuple[str, ...]] = ()
 
@@ -74,7 +83,30 @@ class FakeRunner:
         time.sleep(self.config.load_s)
 
     def tokenize(self, text: str) -> list[int]:
-        return [len(word) for word in text.split()]
+        return [min(len(word), FAKE_VOCAB - 1) for word in text.split()]
+
+    def complete(self, prompt: str, max_new_tokens: int, chat: bool) -> Completion:
+        words = self.config.completion_text.split()[:max_new_tokens]
+        finish = "length" if len(words) == max_new_tokens else "stop"
+        return Completion(" ".join(words), len(self.tokenize(prompt)), len(words), finish)
+
+    def chat_template(self) -> str | None:
+        return "{{ messages[0].content }}"
+
+    def logprobs(self, ids: Sequence[int]) -> npt.NDArray[np.float32]:
+        """A fixed distribution per (position, token), perturbed by ``logit_noise``."""
+        import numpy as np
+
+        grid = np.arange(len(ids))[:, None] * 0.37 + np.asarray(ids)[:, None] * 0.11
+        logits = np.sin(grid + np.arange(FAKE_VOCAB)[None, :] * 0.7) * 3.0
+        if self.config.logit_noise:
+            rng = np.random.default_rng(list(ids)[:16] or [0])
+            logits = logits + rng.normal(0.0, self.config.logit_noise, logits.shape)
+        logits -= logits.max(axis=1, keepdims=True)
+        out: npt.NDArray[np.float32] = (
+            logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        ).astype(np.float32)
+        return out
 
     def stream(self, request: Request) -> Iterator[Sequence[int]]:
         """The first chunk is due ``ttft_s`` after the call, each later one ``itl_s`` per token

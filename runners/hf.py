@@ -3,7 +3,9 @@
 The cell's method and precision decide how the checkpoint is loaded (see ``runners.hf_quant``):
 cast to a float dtype, quantized at load (torchao, bitsandbytes) or loaded pre-quantized (GPTQ,
 AWQ, compressed-tensors). Generation is greedy with exactly ``max_new_tokens`` new tokens
-(EOS masked until then), on the raw prompt ids, from a fresh KV cache every call.
+(EOS masked until then), on the raw prompt ids, from a fresh KV cache every call; ``complete``
+(quality evals) is greedy too but stops at the end of the model's turn. The generate calls
+themselves are in ``runners.hf_generate``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from functools import cache
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from runners.base import Capabilities, LoadSpec, Request, RunnerConfig
+from runners.base import Capabilities, Completion, LoadSpec, Request, RunnerConfig
+from runners.hf_generate import generate_exact, generate_until_stop, queue_streamer
 from runners.hf_quant import (
     CPU_INT4_NOTE,
     METHOD_PACKAGES,
@@ -39,7 +41,6 @@ from runners.hf_quant import (
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
-    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["METHOD_PACKAGES", "SUPPORT", "HFConfig", "HFRunner"]
@@ -104,6 +105,7 @@ class HFRunner:
         devices=frozenset({"cpu", "cuda"}),
         support=SUPPORT,
         max_concurrency=1,
+        completion=True,
     )
     packages: ClassVar[tuple[str, ...]] = ("torch", "transformers", "safetensors", "accelerate")
 
@@ -209,13 +211,50 @@ class HFRunner:
             out = torch.log_softmax(logits, dim=-1).cpu().numpy()
         return out
 
+    def complete(self, prompt: str, max_new_tokens: int, chat: bool) -> Completion:
+        """Greedy on the engine thread until a stop id (the checkpoint's EOS ids and the
+        tokenizer's EOS: ``<|im_end|>`` for SmolLM2-Instruct) or ``max_new_tokens``. The text
+        is decoded without special tokens; ``output_tokens`` leaves out the stop token, as
+        llama.cpp's usage does. llama.cpp also stops at the other tokens its vocabulary marks
+        end-of-generation by name (SmolLM2: ``<|endoftext|>``, ``<reponame>``); these do not
+        stop here."""
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
+        ids = self._chat_ids(prompt) if chat else self.tokenize(prompt)
+        job = self._submit(generate_until_stop, self.model, ids, max_new_tokens, self._stop_ids())
+        new, stopped = job.result()
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        return Completion(str(text), len(ids), len(new), "stop" if stopped else "length")
+
+    def _chat_ids(self, prompt: str) -> list[int]:
+        """The prompt as one user message in the tokenizer's own template, with the generation
+        prompt; the template writes any BOS itself, so none is added on top."""
+        if self.chat_template() is None:
+            raise ValueError("the model has no chat template; set eval.chat_template=false")
+        messages = [{"role": "user", "content": prompt}]
+        encoded: Any = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return [int(t) for t in encoded["input_ids"]]
+
+    def _stop_ids(self) -> frozenset[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        return frozenset(int(t) for t in ids)
+
+    def chat_template(self) -> str | None:
+        template = self.tokenizer.chat_template
+        return template if isinstance(template, str) and template else None
+
     def stream(self, request: Request) -> Iterator[Sequence[int]]:
         n = request.max_new_tokens
         model = self.model  # before load(): fails here, not on the engine thread
         sink: queue.Queue[Any] = queue.Queue()
         cancel = threading.Event()
-        streamer = _queue_streamer()(sink, cancel)
-        job = self._submit(self._generate, model, [request.prompt_ids], n, streamer)
+        streamer = queue_streamer()(sink, cancel)
+        job = self._submit(generate_exact, model, [request.prompt_ids], n, streamer)
         job.add_done_callback(lambda _: sink.put(_END))  # after the last token or an error
         produced = 0
         try:
@@ -239,7 +278,7 @@ class HFRunner:
         return [row[: r.max_new_tokens] for row, r in zip(rows, batch, strict=True)]
 
     def _generate_rows(self, prompts: Sequence[Sequence[int]], n: int) -> list[list[int]]:
-        out = self._generate(self.model, prompts, n)
+        out = generate_exact(self.model, prompts, n)
         width = out.shape[1] - n
         rows = [[int(t) for t in row[width:].tolist()] for row in out]
         if self.spec.device == "cuda":
@@ -247,40 +286,6 @@ class HFRunner:
 
             torch.cuda.synchronize()
         return rows
-
-    @staticmethod
-    def _generate(
-        model: PreTrainedModel,
-        prompts: Sequence[Sequence[int]],
-        n: int,
-        streamer: Any = None,
-    ) -> torch.Tensor:
-        """One greedy generate call on left-padded prompts; returns prompt + new ids."""
-        import torch
-        from transformers import GenerationConfig
-
-        base = model.generation_config
-        config = GenerationConfig(  # type: ignore[no-untyped-call]
-            do_sample=False,
-            num_beams=1,
-            max_new_tokens=n,
-            min_new_tokens=n,  # masks EOS until the n-th token: never stops early
-            bos_token_id=base.bos_token_id,
-            eos_token_id=base.eos_token_id,
-            pad_token_id=base.pad_token_id,
-            use_cache=True,  # a new cache per call: the prompt is always prefilled
-        )
-        width = max(len(p) for p in prompts)
-        ids = [[base.pad_token_id] * (width - len(p)) + list(p) for p in prompts]
-        mask = [[0] * (width - len(p)) + [1] * len(p) for p in prompts]
-        with torch.inference_mode():
-            out: torch.Tensor = model.generate(  # type: ignore[operator]
-                input_ids=torch.tensor(ids, dtype=torch.long, device=model.device),
-                attention_mask=torch.tensor(mask, dtype=torch.long, device=model.device),
-                generation_config=config,
-                streamer=streamer,
-            )
-        return out
 
     def versions(self) -> dict[str, str]:
         import torch
@@ -344,33 +349,3 @@ class HFRunner:
             import torch
 
             torch.cuda.empty_cache()
-
-
-class _Cancelled(Exception):
-    """Raised inside generate when the consumer of ``stream`` stopped early."""
-
-
-@cache
-def _queue_streamer() -> type[Any]:
-    """A BaseStreamer that hands each chunk of new ids to the consuming thread. Built on first
-    use so that importing this module never imports transformers."""
-    from transformers.generation.streamers import BaseStreamer
-
-    class QueueStreamer(BaseStreamer):
-        def __init__(self, sink: queue.Queue[Any], cancel: threading.Event) -> None:
-            self.sink = sink
-            self.cancel = cancel
-            self.prompt_seen = False
-
-        def put(self, value: torch.Tensor) -> None:
-            if self.cancel.is_set():
-                raise _Cancelled
-            if not self.prompt_seen:  # generate's first put() is the prompt
-                self.prompt_seen = True
-                return
-            self.sink.put(tuple(int(t) for t in value.reshape(-1).tolist()))
-
-        def end(self) -> None:
-            pass  # the end is marked when the generate job finishes, with or without error
-
-    return QueueStreamer

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from runners.base import Capabilities, LoadSpec, Request, RunnerConfig
+from runners.base import Capabilities, Completion, LoadSpec, Request, RunnerConfig
 
 if TYPE_CHECKING:
     import llama_cpp
@@ -51,6 +51,7 @@ KV_TYPES: dict[str, int] = {
     "bf16": 30,
 }
 _UNQUANTIZED_KV = frozenset({"f32", "f16", "bf16"})
+_OWN_TEMPLATE = "chat_template.default"  # llama-cpp-python's name for tokenizer.chat_template
 # What every cell of this runner does to a request (compared across runtimes).
 SETTINGS = {
     "chat_template": "none (raw prompt)",
@@ -107,6 +108,7 @@ class LlamaCppRunner:
         gpu_offload=True,
         devices=frozenset({"cpu", "cuda"}),
         support={"gguf": frozenset(FTYPES), "none": frozenset({"native"})},
+        completion=True,
     )
     packages: ClassVar[tuple[str, ...]] = ("llama-cpp-python",)
 
@@ -140,6 +142,10 @@ class LlamaCppRunner:
             seed=c.seed,
             verbose=False,
         )
+        # llama-cpp-python maps a template it recognises to a built-in formatter (chatml drops
+        # the model's default system prompt); evals use the GGUF's own Jinja template instead.
+        if _OWN_TEMPLATE in self._llm._chat_handlers:
+            self._llm.chat_format = _OWN_TEMPLATE
 
     @property
     def llm(self) -> llama_cpp.Llama:
@@ -200,6 +206,37 @@ class LlamaCppRunner:
 
     def generate(self, batch: Sequence[Request]) -> list[list[int]]:
         return [[t for chunk in self.stream(r) for t in chunk] for r in batch]
+
+    def complete(self, prompt: str, max_new_tokens: int, chat: bool) -> Completion:
+        """Greedy, stops at EOS / end of turn; the completion API shortens ``max_tokens`` to
+        what fits in n_ctx and raises when the prompt alone does not fit."""
+        llm = self.llm
+        llm.reset()  # type: ignore[no-untyped-call]
+        greedy: dict[str, Any] = {
+            "temperature": 0.0,
+            "top_k": 1,
+            "top_p": 1.0,
+            "min_p": 0.0,
+            "repeat_penalty": 1.0,
+            "max_tokens": max_new_tokens,
+            "seed": self.config.seed,
+        }
+        if chat:
+            if self.chat_template() is None:
+                raise ValueError("the model has no chat template; set eval.chat_template=false")
+            messages: Any = [{"role": "user", "content": prompt}]
+            out: Any = llm.create_chat_completion(messages=messages, **greedy)
+            text = out["choices"][0]["message"]["content"] or ""
+        else:
+            out = llm.create_completion(prompt, **greedy)
+            text = out["choices"][0]["text"]
+        usage = out["usage"]
+        finish = out["choices"][0]["finish_reason"] or "stop"
+        return Completion(text, usage["prompt_tokens"], usage["completion_tokens"], finish)
+
+    def chat_template(self) -> str | None:
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        return str(template) if template else None
 
     def versions(self) -> dict[str, str]:
         import llama_cpp

@@ -8,23 +8,22 @@ return zeros: only their counts and timing mean something. Per-chunk counts foll
 and, when a stream ends without one, from ``finish_reason == "length"`` with min_tokens =
 max_tokens (the server stopped at exactly max_tokens), else from re-tokenising the generated
 text through the server's tokenize endpoint. ``astream`` is the real interface; the sync
-methods wrap it in a private event loop.
+methods wrap it in a private event loop. ``complete`` (quality evals) is a plain blocking
+request that stops at the end of the model's turn (``runners.openai_sync``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shlex
-import urllib.error
-import urllib.request
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from runners.base import Capabilities, Delta, LoadSpec, Request, RunnerConfig
+from runners.base import Capabilities, Completion, Delta, LoadSpec, Request, RunnerConfig
 from runners.llama_cpp import FTYPES
+from runners.openai_sync import APIS, CONTROL_TIMEOUT_S, SyncClient, complete, completion_body
 from runners.server_launch import (
     PROFILES,
     LaunchedServer,
@@ -47,8 +46,6 @@ from runners.sse import (
 if TYPE_CHECKING:
     import aiohttp
 
-APIS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
-CONTROL_TIMEOUT_S = 30.0  # health, models, tokenize, version: small synchronous requests
 CAPABILITIES = Capabilities(
     streaming=True,
     batching=True,
@@ -67,6 +64,7 @@ CAPABILITIES = Capabilities(
     max_concurrency=None,
     async_streaming=True,
     in_process=False,
+    completion=True,
 )
 
 
@@ -108,39 +106,20 @@ class OpenAICompatRunner:
         assert isinstance(config, OpenAICompatConfig)
         self.config = config
         self.spec = spec
-        self.base_url = config.base_url  # the launched server's once load() started it
+        # blocking requests; its base_url becomes the launched server's in load()
+        self.http = SyncClient(config.base_url, min(CONTROL_TIMEOUT_S, config.timeout_s))
         self.model: str | None = None
         self.server: LaunchedServer | None = None
-        self._headers: dict[str, str] = {}
         self._tokenize_shape: str | None = None
         self._special_tokens: int | None = None  # ids tokenize("") gives (BOS and the like)
         self._sessions: dict[
             asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, asyncio.Task[None]]
         ] = {}
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._runner: asyncio.Runner | None = None
 
-    def _http(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
-        url = self.base_url + path
-        data = None if body is None else json.dumps(body).encode()
-        headers = self._headers | ({"Content-Type": "application/json"} if data else {})
-        req = urllib.request.Request(url, data=data, headers=headers, method=method)
-        timeout = min(CONTROL_TIMEOUT_S, self.config.timeout_s)
-        try:
-            with self._opener.open(req, timeout=timeout) as resp:
-                return int(resp.status), bytes(resp.read())
-        except urllib.error.HTTPError as e:
-            with e:
-                return e.code, e.read()
-        except (urllib.error.URLError, OSError) as e:
-            raise RuntimeError(f"cannot reach {url}: {getattr(e, 'reason', e)}") from None
-
-    def _get(self, path: str, ok: tuple[int, ...] = (200,)) -> Any:
-        status, raw = self._http("GET", path)
-        if status not in ok:
-            url = self.base_url + path
-            raise RuntimeError(f"{url} returned HTTP {status}: {error_message(raw)}")
-        return parse_json(raw) if status == 200 else None
+    @property
+    def base_url(self) -> str:
+        return self.http.base_url
 
     def load(self) -> None:
         import aiohttp  # noqa: F401  (fail here, not in the first request, when it is missing)
@@ -149,15 +128,15 @@ class OpenAICompatRunner:
         if env is not None:
             if not os.environ.get(env):
                 raise RuntimeError(f"runtime.api_key_env names {env}, which is not set")
-            self._headers = {"Authorization": f"Bearer {os.environ[env]}"}
+            self.http.headers = {"Authorization": f"Bearer {os.environ[env]}"}
         try:
             if self.config.launch is not None:
                 self.server = launch(self.config, self.spec)
-                self.base_url = self.server.url
+                self.http.base_url = self.server.url
                 self._tokenize_shape = PROFILES[self.config.launch].tokenize
                 self.server.wait_ready(self.config.ready_timeout_s)
-            self._get("/health", ok=(200, 404))  # vLLM, llama-server, TGI; 404 elsewhere
-            listed = [m.get("id") for m in (self._get("/v1/models") or {}).get("data") or []]
+            self.http.get("/health", ok=(200, 404))  # vLLM, llama-server, TGI; 404 elsewhere
+            listed = [m.get("id") for m in (self.http.get("/v1/models") or {}).get("data") or []]
             self.model = self.config.model or next(iter(listed), None)
             if not self.model:
                 raise RuntimeError(f"{self.base_url}/v1/models lists no model")
@@ -195,7 +174,7 @@ class OpenAICompatRunner:
         status = None
         for shape in self._tokenize_order():
             path, body = TOKENIZE[shape]
-            status, raw = self._http("POST", path, body(text, self.model))
+            status, raw = self.http.request("POST", path, body(text, self.model))
             if (tokens := self._tokens(shape, status, raw, text)) is not None:
                 return tokens
         raise self._no_tokenize(status)
@@ -227,7 +206,7 @@ class OpenAICompatRunner:
         self._sessions = {k: v for k, v in self._sessions.items() if not v[0].closed}
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.config.max_connections),
-            headers=self._headers,
+            headers=self.http.headers,
             timeout=aiohttp.ClientTimeout(total=self.config.timeout_s),
         )
         self._sessions[loop] = (session, loop.create_task(close_at_loop_end(session)))
@@ -326,13 +305,25 @@ class OpenAICompatRunner:
         """All requests at once; as many zeros as the server's total says (else as counted)."""
         return self._private_loop.run(gather_lists(self._count(r) for r in batch))
 
+    def complete(self, prompt: str, max_new_tokens: int, chat: bool) -> Completion:
+        """One non-streaming greedy request that ends where the server ends it (end of turn
+        or max_tokens): ``runners.openai_sync``."""
+        if self.model is None:
+            raise RuntimeError("runner used before load()")
+        body = completion_body(self.model, prompt, max_new_tokens, chat, self.config.launch)
+        return complete(self.http, body, self.config.timeout_s, self.tokenize)
+
+    def chat_template(self) -> str | None:
+        return self.http.chat_template()
+
     def versions(self) -> dict[str, str]:
         import aiohttp
 
         info = {"server.url": self.base_url, "server.model": str(self.model)}
         info["aiohttp"] = aiohttp.__version__
+        # vLLM, trtllm-serve: /version; llama-server: /props
         for path, key in (("/version", "version"), ("/props", "build_info")):
-            status, raw = self._http("GET", path)  # vLLM, trtllm-serve /version; llama-server
+            status, raw = self.http.request("GET", path)
             body = parse_json(raw) if status == 200 else None
             if isinstance(body, dict) and body.get(key):
                 info[f"server.{key}"] = str(body[key])

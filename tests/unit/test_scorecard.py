@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 
 from harness.scorecard import (
+    CI_BOOTSTRAP,
+    CI_ENVELOPE,
+    CI_NONE,
     RESAMPLES,
     SCORECARD_VERSION,
     GateConfig,
@@ -63,13 +66,18 @@ def test_a_a_identical_results_pass_every_slice() -> None:
     base = _draw(_model(np.random.default_rng(0)), np.random.default_rng(1))
     card = scorecard(base, base, GATES)
     assert [r.slice for r in card.slices] == sorted(SLICES)
+    # Since version 2 the 0/1 CI is not the degenerate bootstrap [0, 0] but the exact envelope:
+    # no flips in 400 → ±(1 − 0.025^(1/400)) ≈ ±0.92 pt, still inside the 2-point gate.
+    u = 1 - 0.025 ** (1 / 400)
     for r in card.slices:
-        assert (r.verdict, r.delta, r.delta_ci95, r.delta_se) == (
+        assert (r.verdict, r.delta, r.delta_se, r.ci_method) == (
             Verdict.PASS,
             0.0,
-            (0.0, 0.0),
             0.0,
+            CI_ENVELOPE,
         )
+        assert r.delta_ci95 == pytest.approx((-u, u), rel=1e-9)
+        assert r.delta_ci == r.delta_ci95  # the gate's confidence is 0.95
         assert (r.flips_lost, r.flips_gained, r.mcnemar_p, r.unpaired) == (0, 0, 1.0, 0)
         assert r.n == 400 and r.score_base == r.score_variant
     assert (card.verdict, card.reason, card.aggregate_delta) == (
@@ -91,7 +99,9 @@ def test_repeated_a_a_redraws_never_fail() -> None:
         verdicts += [r.verdict for r in card.slices]
         assert card.verdict is not Verdict.FAIL, format_scorecard(card)
     assert len(verdicts) == 200 and Verdict.FAIL not in verdicts
-    assert verdicts.count(Verdict.PASS) >= 120  # the gate is not trivially inconclusive
+    # the gate is not trivially inconclusive (144 PASS since the exact envelope of version 2,
+    # 165 with the bare bootstrap of version 1)
+    assert verdicts.count(Verdict.PASS) >= 120
 
 
 def test_planted_regression_fails_that_slice_only() -> None:
@@ -148,6 +158,9 @@ def test_bootstrap_ci_matches_normal_approximation_and_is_order_free() -> None:
     assert r.delta == pytest.approx(-0.04)
     assert r.delta_se is not None and r.delta_ci95 is not None
     lo, hi = r.delta_ci95
+    # 240 discordant items: the exact ends [4 − 9.28, 4.95 − 8] pt = [−5.28, −3.05] pt lie inside
+    # the bootstrap's, so the envelope is the bootstrap CI itself.
+    assert r.ci_method == CI_ENVELOPE
     assert lo == pytest.approx(-0.04 - 1.96 * r.delta_se, abs=0.002)
     assert hi == pytest.approx(-0.04 + 1.96 * r.delta_se, abs=0.002)
     assert r.verdict is Verdict.FAIL  # upper ≈ −2.9 pt < −2 pt
@@ -205,6 +218,7 @@ def test_slice_without_results_is_inconclusive_not_a_pass() -> None:
         "no paired items",
     )
     assert ctx.delta is None and ctx.mcnemar_p is None
+    assert (ctx.delta_ci, ctx.ci_method) == (None, CI_NONE)
     assert card.verdict is Verdict.INCONCLUSIVE
     assert card.aggregate_base == card.slices[0].score_base  # slices without items are left out
 
@@ -217,6 +231,7 @@ def test_partial_credit_scores() -> None:
     }
     r = scorecard(base, var, GATES).slices[0]
     assert (r.binary, r.mcnemar_p, r.mcnemar_p_holm) == (False, None, None)
+    assert r.ci_method == CI_BOOTSTRAP  # no exact envelope for partial credit
     assert (r.flips_lost, r.flips_gained) == (10, 2)
     assert r.delta == pytest.approx((10 * -0.25 + 2 * 0.25) / 40)
 
@@ -297,6 +312,7 @@ def test_format_scorecard_has_a_row_per_slice() -> None:
         assert f"| {r.verdict} |" in row
     math_row = next(line for line in lines if line.startswith("| math |"))
     assert f"| {len(hit)}/0 |" in math_row and "| FAIL |" in math_row
+    assert "CI method: bootstrap+exact envelope (if, math, mc, structured)" in text
     assert "**Overall: FAIL** (failed: math)" in text
     assert "Aggregate (mean over slices, does not decide)" in text
 

@@ -20,9 +20,11 @@ def _key(override: str) -> str:
 
 
 def baseline_overrides(overrides: Sequence[str], selector: Mapping[str, str]) -> list[str]:
-    """``overrides`` with every key the selector names replaced by the selector's value."""
+    """``overrides`` with every key the selector names replaced by the selector's value; a key
+    the cell appended (``+key=``, ``++key=``) keeps its prefix, or Hydra would not compose it."""
     kept = [o for o in overrides if _key(o) not in selector]
-    return kept + [f"{k}={v}" for k, v in selector.items()]
+    prefix = {_key(o): o[: len(o) - len(o.lstrip("+"))] for o in overrides if _key(o) in selector}
+    return kept + [f"{prefix.get(k, '')}{k}={v}" for k, v in selector.items()]
 
 
 def attach(

@@ -234,8 +234,9 @@ class EvalConfig:
     metric: dict[str, str] = field(default_factory=dict)  # gated score field; default correct
     # Overrides that turn a cell into its baseline, e.g. {precision: f16}: the cell they
     # produce must be in the sweep or already finished in the tracking store. A null value
-    # drops an inherited key (Hydra merges dicts): {precision: null, runtime.type_k: f16}.
-    baseline: dict[str, str | None] = field(default_factory=lambda: {"precision": "f16"})
+    # drops an inherited key (Hydra merges dicts); nested keys name config values:
+    # {precision: null, runtime: {type_k: f16}} means the override runtime.type_k=f16.
+    baseline: dict[str, Any] = field(default_factory=lambda: {"precision": "f16"})
     gate: GateSpec = field(default_factory=GateSpec)
     gates: dict[str, SliceGateSpec] = field(default_factory=dict)  # per-slice thresholds
     corpus_windows: int | None = 2  # windows of the corpus scored for fidelity; None: all
@@ -266,8 +267,18 @@ class EvalConfig:
 
     @property
     def selector(self) -> dict[str, str]:
-        """The baseline overrides in effect (null values dropped)."""
-        return {k: str(v) for k, v in self.baseline.items() if v is not None}
+        """The baseline overrides in effect: nested keys dotted, null values dropped."""
+
+        def flat(data: dict[str, Any], prefix: str) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for key, value in data.items():
+                if isinstance(value, dict):
+                    out.update(flat(value, f"{prefix}{key}."))
+                elif value is not None:
+                    out[f"{prefix}{key}"] = str(value)
+            return out
+
+        return flat(dict(self.baseline), "")
 
 
 @dataclass

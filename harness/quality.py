@@ -53,10 +53,13 @@ def check_config(cfg: EvalConfig) -> None:
         if metric not in SCORE_FIELDS[name]:
             valid = ", ".join(SCORE_FIELDS[name])
             raise UserError(f"eval.metric.{name}={metric} is not a score of {name}; valid: {valid}")
-    try:
-        gates(cfg)
-    except ValueError as e:
-        raise UserError(f"eval.gate(s): {e}") from None
+    specs = {"eval.gate": cfg.gate}
+    specs.update({f"eval.gates.{name}": spec.over(cfg.gate) for name, spec in cfg.gates.items()})
+    for where, spec in specs.items():
+        try:
+            SliceGate(spec.max_drop, spec.confidence, spec.min_items)
+        except ValueError as e:
+            raise UserError(f"{where}: {e}") from None
 
 
 def gates(cfg: EvalConfig) -> GateConfig:

@@ -35,7 +35,7 @@ def attach(
 ) -> list[Cell]:
     """Set ``baseline_key`` on every cell with eval enabled; UserError for a baseline that is
     neither in ``cells`` (runnable) nor among ``finished`` keys."""
-    runnable = {c.key for c in cells if c.skip is None}
+    runnable = {c.key for c in cells if c.skip is None and c.blocked is None}
     composed: dict[tuple[str, ...], Cell] = {}
     out, missing = [], {}
     for cell in cells:
@@ -55,7 +55,8 @@ def attach(
         for key, (cell, base) in missing.items():
             if key not in done:
                 selector = " ".join(f"{k}={v}" for k, v in cell.config.eval.selector.items())
-                why = f" (it would be skipped: {base.skip})" if base.skip else ""
+                blocker = base.skip or base.blocked
+                why = f" (it cannot run: {blocker})" if blocker else ""
                 raise UserError(
                     f"eval.baseline ({selector}) of cell {cell.cell_id}: the baseline cell "
                     f"{base.cell_id} is not runnable in this sweep{why} and has no finished run "

@@ -228,11 +228,13 @@ FIDELITY_METRICS = (
     "kld_p99",
     "kld_max",
     "top1_agreement",
+    "top1_agreement_se",
     "delta_p_mean",
     "delta_p_rms",
     "ppl_base",
     "ppl_variant",
     "ppl_ratio",
+    "ln_ppl_ratio",
     "ln_ppl_ratio_se",
 )
 
@@ -336,6 +338,7 @@ def _variant_fidelity(
             out.metrics[f"fidelity.{name}"] = float(value)
     out.metrics["quality.corpus_ppl"] = result.ppl_variant
     out.tags["quality.reference_key"] = ref.key
+    out.tags["quality.fidelity_version"] = result.version
     return out
 
 

@@ -22,7 +22,18 @@ from harness.config import AXES, HarnessConfig, to_container
 # Config sections that say how to run, not what to measure.
 VOLATILE = ("run", "tracking")
 # Overrides that select or steer the sweep rather than change a cell.
-_NOT_CELL = ("hydra.", "+sweep", "sweep=", "run.", "tracking.", "tracking=", "eval=", "eval.")
+_NOT_CELL = (
+    "hydra.",
+    "+sweep",
+    "sweep=",
+    "run.",
+    "tracking.",
+    "tracking=",
+    "eval=",
+    "eval.",
+    "+eval.",
+    "++eval.",
+)
 
 
 @dataclass(frozen=True)

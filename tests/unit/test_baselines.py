@@ -145,7 +145,7 @@ def test_a_skipped_baseline_is_not_runnable() -> None:
         attach([base, variant], Composer({"f16": why}), Finished(), WHERE)
     message = str(err.value)
     assert f"of cell {variant.cell_id}: " in message
-    assert f"not runnable in this sweep (it would be skipped: {why})" in message
+    assert f"not runnable in this sweep (it cannot run: {why})" in message
 
 
 def test_a_skipped_baseline_finished_earlier_is_accepted() -> None:

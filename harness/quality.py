@@ -140,14 +140,17 @@ def compare(
 
 
 def _explain_absent(card: Scorecard, absent: Mapping[str, str]) -> Scorecard:
-    """A slice this runtime could not run says why, rather than 'no paired items'."""
-    slices = tuple(
-        replace(r, reason=f"not scored: {absent[f'quality.{r.slice}']}")
-        if r.n == 0 and f"quality.{r.slice}" in absent
-        else r
-        for r in card.slices
-    )
-    return replace(card, slices=slices)
+    """A slice this runtime could not run says why, rather than 'no paired items'; a slice the
+    baseline scores 0 on says that it cannot show a regression (a floor, not a pass)."""
+
+    def why(r: Any) -> Any:
+        if r.n == 0 and f"quality.{r.slice}" in absent:
+            return replace(r, reason=f"not scored: {absent[f'quality.{r.slice}']}")
+        if r.n and r.score_base == 0.0:
+            return replace(r, reason=f"{r.reason}; the baseline scores 0: no regression to see")
+        return r
+
+    return replace(card, slices=tuple(why(r) for r in card.slices))
 
 
 def card_metrics(card: Scorecard) -> dict[str, float]:

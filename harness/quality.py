@@ -62,11 +62,18 @@ def check_config(cfg: EvalConfig) -> None:
             raise UserError(f"{where}: {e}") from None
 
 
-def gates(cfg: EvalConfig) -> GateConfig:
+def gates(cfg: EvalConfig, slices: Sequence[str] | None = None) -> GateConfig:
+    """The thresholds; with ``slices``, only those slices' own gates (``eval.slices`` may run a
+    subset while the level's file sets gates for every slice)."""
+
     def gate(spec: Any) -> SliceGate:
         return SliceGate(spec.max_drop, spec.confidence, spec.min_items)
 
-    per_slice = {name: gate(spec.over(cfg.gate)) for name, spec in cfg.gates.items()}
+    per_slice = {
+        name: gate(spec.over(cfg.gate))
+        for name, spec in cfg.gates.items()
+        if slices is None or name in slices
+    }
     return GateConfig(default=gate(cfg.gate), slices=per_slice)
 
 
@@ -126,7 +133,7 @@ def compare(
     card = scorecard(
         item_scores(read_items(base_dir / ITEMS_FILE), metric),
         item_scores(read_items(ours / ITEMS_FILE), metric),
-        gates(cfg),
+        gates(cfg, slices),
         slices=slices,
         seed=cfg.seed,
     )

@@ -328,3 +328,21 @@ def test_missing_items_files_are_inconclusive(cfg: EvalConfig, tmp_path: Path) -
     gated, card = compare(cfg, tmp_path / "nowhere", tmp_path / "cell2", {})
     assert card is None
     assert gated.tags["quality.reason"] == "the baseline run has no eval items"
+
+
+def test_gates_of_slices_not_run_are_ignored(tmp_path: Path) -> None:
+    # eval=full sets gates for arithmetic and json; a run limited by eval.slices must still be
+    # gated (found in a real full-level run: the scorecard refused the unknown gates)
+    cfg = _cfg(items=N)
+    cfg.slices = ["long_context", "multiple_choice"]
+    cfg.gates = {"arithmetic": SliceGateSpec(max_drop=0.02), "long_context": SliceGateSpec(0.1)}
+    s = _settings(cfg)
+    subset = {k: v for k, v in BASE_SCORES.items() if k in cfg.slices}
+    base = _write(tmp_path / "base", _rows(subset), s)
+    _write(tmp_path / "cell", _rows(subset), s)
+    _, card = compare(cfg, base, tmp_path / "cell", {})
+    assert card is not None and card.verdict is Verdict.PASS
+    assert {r.slice: r.max_drop for r in card.slices} == {
+        "long_context": 0.1,
+        "multiple_choice": 0.05,
+    }

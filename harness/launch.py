@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.baselines import attach
 from harness.errors import UserError
+from harness.hydra_errors import one_line
 from harness.matrix import Cell, expand
 from harness.orchestrator import Sweep, execute_cell
 from harness.plan import plan_cell
@@ -75,7 +76,13 @@ def with_baselines(
     """Resolve every eval cell's baseline (composed with ``loader`` like any sweep job)."""
 
     def compose(overrides: list[str]) -> Cell:
-        cfg = loader.load_sweep_config(master, overrides)
+        try:
+            cfg = loader.load_sweep_config(master, overrides)
+        except Exception as e:  # Hydra's composition errors: one line naming the value
+            message = one_line(e)
+            if message is None:
+                raise
+            raise UserError(f"eval.baseline: {message}") from None
         return plan_cell(-1, cfg, cfg.hydra.runtime.choices, overrides)
 
     def finished(keys: list[str]) -> list[str]:

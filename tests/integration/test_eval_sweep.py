@@ -108,6 +108,7 @@ def test_eval_config_errors_are_one_line(harness_cli: HarnessRun, tiny_gguf: Pat
         "+eval.gates={arithmetc: {max_drop: 0.02}}": "eval.gates names unknown slice 'arithmetc'",
         "eval.metric.json=lenient": "eval.metric.json=lenient is not a score of json",
         "eval.gate.max_drop=2": "max_drop=2.0 must be a fraction",
+        "eval.baseline={precision: f17}": "eval.baseline: precision=f17 is not a valid choice",
     }
     for override, expected in cases.items():
         r = harness_cli(*fake_cell(tiny_gguf), "eval=smoke", override)

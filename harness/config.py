@@ -14,12 +14,26 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from harness.eval_config import EvalConfig, EvalLevel, GateSpec, SliceGateSpec
 from runners import RunnerConfig, get_runner, runner_names
+
+__all__ = ["EvalConfig", "EvalLevel", "GateSpec", "SliceGateSpec"]
 
 
 class Device(StrEnum):
     cpu = "cpu"
     cuda = "cuda"
+
+
+class HardwareClass(StrEnum):
+    """Kernel generations the support matrix distinguishes (harness/data/support.yaml)."""
+
+    cpu = "cpu"
+    turing = "turing"  # SM75
+    ampere = "ampere"  # SM80/86
+    ada = "ada"  # SM89
+    hopper = "hopper"  # SM90
+    blackwell = "blackwell"  # SM100/103/120
 
 
 class TrackingBackend(StrEnum):
@@ -41,11 +55,31 @@ class ModelSource:
 
 
 @dataclass
+class ArchitectureConfig:
+    """The numbers the memory math needs, from the model's published config.json. Every
+    field is required: a missing one is an error naming it, never a guessed default."""
+
+    layers: int = MISSING  # num_hidden_layers
+    hidden_size: int = MISSING
+    heads: int = MISSING  # num_attention_heads
+    kv_heads: int = MISSING  # num_key_value_heads (GQA shrinks the KV cache through this)
+    head_dim: int = MISSING  # head_dim, or hidden_size / num_attention_heads
+    intermediate_size: int = MISSING
+    vocab_size: int = MISSING
+    max_context: int = MISSING  # max_position_embeddings
+    tied_embeddings: bool = MISSING  # tie_word_embeddings
+    dtype: str = "bf16"  # the published weights' dtype (what precision=native loads)
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
-    source: ModelSource = MISSING
+    # None: a model known only by its architecture, which can be planned (plan=true) but
+    # not run until a source names its checkpoint.
+    source: ModelSource | None = None
     hf_id: str | None = None  # upstream checkpoint, for provenance
     parameters: int | None = None
+    architecture: ArchitectureConfig | None = None
 
 
 @dataclass
@@ -74,7 +108,11 @@ class HardwareConfig:
     price_snapshot: str | None = None  # date the price was read, YYYY-MM-DD
     price_source: str | None = None  # where (a URL, a contract, or "assumption: ...")
     tdp_w: float | None = None
-    memory_gb: float | None = None  # device memory (GPU) or system memory (CPU profile)
+    # Device memory in GiB (2^30 bytes) as the driver reports it (nvidia-smi memory.total),
+    # or system memory for a CPU profile. The fit planner needs it; it never guesses.
+    memory_gb: float | None = None
+    detect_memory: bool = False  # true: read this machine's memory when planning (local CPU)
+    arch: HardwareClass | None = None  # what kernels exist: cpu, turing ... blackwell
     memory_bandwidth_gb_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -82,6 +120,16 @@ class HardwareConfig:
             raise ValueError(f"hardware.threads={self.threads} must be >= 1 or null")
         if self.price_per_hour is not None and self.price_per_hour <= 0:
             raise ValueError(f"hardware.price_per_hour={self.price_per_hour} must be > 0")
+        if self.memory_gb is not None and self.memory_gb <= 0:
+            raise ValueError(f"hardware.memory_gb={self.memory_gb} must be > 0")
+        if self.device is Device.cpu and self.arch not in (None, HardwareClass.cpu):
+            raise ValueError(f"hardware.arch={self.arch.value} is a GPU class; device is cpu")
+        if self.device is Device.cuda and self.arch is HardwareClass.cpu:
+            raise ValueError("hardware.arch=cpu contradicts hardware.device=cuda")
+
+    @property
+    def hardware_class(self) -> HardwareClass | None:
+        return HardwareClass.cpu if self.device is Device.cpu else self.arch
 
 
 class LoadMode(StrEnum):
@@ -185,102 +233,6 @@ class CostConfig:
             raise ValueError(f"cost.energy_price_per_kwh={self.energy_price_per_kwh} must be > 0")
 
 
-class EvalLevel(StrEnum):
-    none = "none"  # performance only
-    smoke = "smoke"  # a few items per slice: catches gross breakage in minutes
-    full = "full"  # every item: the gate a release decision can rest on
-
-
-@dataclass
-class GateSpec:
-    """Fail a slice whose score drops more than ``max_drop`` (a fraction: 0.02 = 2 points)
-    below the baseline with ``confidence``; fewer than ``min_items`` paired items: INCONCLUSIVE."""
-
-    max_drop: float = 0.05
-    confidence: float = 0.95
-    min_items: int = 30
-
-
-@dataclass
-class SliceGateSpec:
-    """A per-slice threshold; a field left null takes ``eval.gate``'s value."""
-
-    max_drop: float | None = None
-    confidence: float | None = None
-    min_items: int | None = None
-
-    def over(self, default: GateSpec) -> GateSpec:
-        return GateSpec(
-            max_drop=default.max_drop if self.max_drop is None else self.max_drop,
-            confidence=default.confidence if self.confidence is None else self.confidence,
-            min_items=default.min_items if self.min_items is None else self.min_items,
-        )
-
-
-@dataclass
-class EvalConfig:
-    """Quality against the baseline: generation slices, log-likelihood multiple choice and
-    reference-logit fidelity over the suite's held-out corpus. Checked against the suite's
-    slices when cells are planned (harness/quality.py), since that needs its manifest."""
-
-    level: EvalLevel = EvalLevel.none
-    suite: str = "core"
-    slices: list[str] = field(default_factory=list)  # empty: every slice of the suite
-    items: int | None = None  # per slice (a prefix that covers every stratum); None: all
-    items_per_slice: dict[str, int | None] = field(default_factory=dict)  # per slice; null: all
-    max_new_tokens: dict[str, int] = field(default_factory=dict)  # generation cap per slice
-    default_max_new_tokens: int = 192
-    chat_template: bool = True  # wrap prompts as one user turn in the model's own template
-    metric: dict[str, str] = field(default_factory=dict)  # gated score field; default correct
-    # Overrides that turn a cell into its baseline, e.g. {precision: f16}: the cell they
-    # produce must be in the sweep or already finished in the tracking store. A null value
-    # drops an inherited key (Hydra merges dicts); nested keys name config values:
-    # {precision: null, runtime: {type_k: f16}} means the override runtime.type_k=f16.
-    baseline: dict[str, Any] = field(default_factory=lambda: {"precision": "f16"})
-    gate: GateSpec = field(default_factory=GateSpec)
-    gates: dict[str, SliceGateSpec] = field(default_factory=dict)  # per-slice thresholds
-    corpus_windows: int | None = 2  # windows of the corpus scored for fidelity; None: all
-    window_tokens: int = 512  # each window's length; its second half is scored
-    seed: int = 0  # bootstrap resampling
-
-    def __post_init__(self) -> None:
-        for name in ("items", "corpus_windows"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"eval.{name}={value} must be >= 1 or null")
-        tables: dict[str, dict[str, int | None]] = {
-            "items_per_slice": self.items_per_slice,
-            "max_new_tokens": dict(self.max_new_tokens),
-        }
-        for name, table in tables.items():
-            for key, value in table.items():
-                if value is not None and value < 1:
-                    raise ValueError(f"eval.{name}.{key}={value} must be >= 1")
-        if self.window_tokens < 16:
-            raise ValueError(f"eval.window_tokens={self.window_tokens} must be >= 16")
-        if self.level is not EvalLevel.none and not self.selector:
-            raise ValueError("eval.baseline is empty: name the overrides that give the baseline")
-
-    @property
-    def enabled(self) -> bool:
-        return self.level is not EvalLevel.none
-
-    @property
-    def selector(self) -> dict[str, str]:
-        """The baseline overrides in effect: nested keys dotted, null values dropped."""
-
-        def flat(data: dict[str, Any], prefix: str) -> dict[str, str]:
-            out: dict[str, str] = {}
-            for key, value in data.items():
-                if isinstance(value, dict):
-                    out.update(flat(value, f"{prefix}{key}."))
-                elif value is not None:
-                    out[f"{prefix}{key}"] = str(value)
-            return out
-
-        return flat(dict(self.baseline), "")
-
-
 @dataclass
 class TrackingConfig:
     backend: TrackingBackend = TrackingBackend.sqlite
@@ -293,6 +245,7 @@ class RunControl:
     """How to run, not what to measure: never part of a cell's identity."""
 
     force: bool = False  # re-run cells that already have a finished run
+    force_fit: bool = False  # run cells the memory planner predicts will not fit
     timeout_s: float = 1800.0  # per cell measurement worker
     prepare_timeout_s: float = 3600.0  # per cell artifact preparation (quantization)
     cache_dir: str = "~/.cache/harness"
@@ -321,6 +274,7 @@ class HarnessConfig:
     cost: CostConfig = field(default_factory=CostConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunControl = field(default_factory=RunControl)
+    plan: bool = False  # print every cell's memory fit and support verdict; run nothing
 
 
 AXES = ("model", "method", "precision", "runtime", "hardware", "workload")

@@ -22,10 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.baselines import attach
 from harness.errors import UserError
+from harness.fast_compose import compose_jobs
 from harness.hydra_errors import one_line
 from harness.matrix import Cell, expand
 from harness.orchestrator import Sweep, execute_cell
 from harness.plan import plan_cell
+from harness.plan_table import render, title_of
 from harness.progress import Console
 from harness.result import Outcome
 from harness.tracking import MlflowSink
@@ -60,6 +62,13 @@ def _sweep_name(config: DictConfig) -> str:
 
 
 def plan_sweep(config: DictConfig, context: HydraContext, jobs: list[list[str]]) -> list[Cell]:
+    if OmegaConf.select(config, "plan"):
+        fast = compose_jobs(config, context.config_loader, jobs)
+        if fast is not None:
+            return [
+                plan_cell(i, cfg, choices, overrides)
+                for i, ((cfg, choices), overrides) in enumerate(zip(fast, jobs, strict=True))
+            ]
     cells = []
     for i, overrides in enumerate(jobs):
         cfg = context.config_loader.load_sweep_config(config, list(overrides))
@@ -123,6 +132,9 @@ def run_sweep(
     jobs = expand(params, arguments, grid)
     cells = plan_sweep(config, context, jobs)
     name = _sweep_name(config)
+    if cells[0].config.plan:  # print what would happen; load nothing, record nothing
+        print(render(cells, title_of(cells, name)))
+        return
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
@@ -166,6 +178,9 @@ def _run_task(cfg: DictConfig) -> Outcome | None:
     overrides = _cell_overrides(list(hc.overrides.task))
     index = 0 if OmegaConf.is_missing(hc.job, "num") else int(hc.job.num)
     cell = plan_cell(index, cfg, hc.runtime.choices, overrides)
+    if cell.config.plan:
+        print(render([cell], title_of([cell], "single")))
+        return None
     out_dir = Path(hc.runtime.output_dir)
     run = cell.config.run
     sink = MlflowSink(cell.config.tracking)

@@ -12,15 +12,18 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from harness.config import AXES, HarnessConfig, to_container
 
+if TYPE_CHECKING:
+    from harness.footprint import Footprint
+
 # Config sections that say how to run, not what to measure.
-VOLATILE = ("run", "tracking")
+VOLATILE = ("run", "tracking", "plan")
 # Overrides that select or steer the sweep rather than change a cell.
 _NOT_CELL = (
     "hydra.",
@@ -33,6 +36,7 @@ _NOT_CELL = (
     "eval.",
     "+eval.",
     "++eval.",
+    "plan=",
 )
 
 
@@ -50,6 +54,9 @@ class Cell:
     blocked: str | None = None
     # the cell key of this cell's quality baseline (its own key when it is one); None: no eval
     baseline_key: str | None = None
+    caveat: str | None = None  # the support matrix's note: it runs, but not as named
+    footprint: Footprint | None = None  # predicted memory (harness/footprint.py)
+    unpredicted: str | None = None  # why there is no footprint
 
 
 def expand(

@@ -32,6 +32,7 @@ from harness.metadata import environment
 from harness.plan import source_of, steps_of
 from harness.process import ProcessResult, run_process
 from harness.progress import Console
+from harness.prune import with_memory
 from harness.quality import compare, inconclusive
 from harness.quantize import describe
 from harness.record import cell_record, skipped_result, sweep_record
@@ -189,6 +190,7 @@ def execute_cell(
         result = _artifact(cell, cell_dir, task) or _measure(cell, cell_dir)
         if task is not None and result.status in MEASURED:
             result = _gate(cell, cell_dir, result, task, base)
+        result = with_memory(cell, result, cell_dir / worker.ARTIFACT_FILE)
     env_file = cell_dir / worker.ENV_FILE
     env = json.loads(env_file.read_text()) if env_file.is_file() else environment()
     record = cell_record(cell, result, env, *sweep)

@@ -23,8 +23,10 @@ from harness.interpreter import dist_versions
 from harness.matrix import Cell, cell_id, cell_key
 from harness.metadata import machine_identity
 from harness.metrics import ESTIMATOR_VERSION
+from harness.prune import judge
 from harness.quality import check_config as check_eval
 from harness.quantize import PlanError, plan
+from runners import get_runner
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,11 @@ _sources: dict[tuple[str, str], Source] = {}
 
 def source_of(config: HarnessConfig) -> Source:
     """Locate, validate and hash the model source (remembered per process and path)."""
+    if config.model.source is None:
+        raise UserError(
+            f"model {config.model.name} has no source (it is known by its architecture only); "
+            "plan it with plan=true, or set model.source.path to its checkpoint to run it"
+        )
     path = locate_source(config.model.source)
     memo = (str(path), config.run.cache_dir)
     if memo not in _sources:
@@ -56,10 +63,17 @@ def source_of(config: HarnessConfig) -> Source:
 
 def to_typed(cfg: DictConfig) -> HarnessConfig:
     """Composed DictConfig -> typed dataclasses, once, at the edge."""
-    cfg = cfg.copy()
-    with open_dict(cfg):
-        cfg.pop("hydra", None)
+    if "hydra" in cfg:
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            cfg.pop("hydra", None)
     try:
+        if OmegaConf.get_type(cfg) is not HarnessConfig:  # composed outside Hydra (fast plan)
+            schema = OmegaConf.structured(HarnessConfig)
+            schema.runtime = OmegaConf.structured(get_runner(str(cfg.runtime.name)).Config)
+            merged = OmegaConf.merge(schema, cfg)
+            assert isinstance(merged, DictConfig)
+            cfg = merged
         obj = OmegaConf.to_object(cfg)
     except MissingMandatoryValue as e:
         key = e.full_key
@@ -114,16 +128,56 @@ def _skip(config: HarnessConfig, source: Source) -> str | None:
     return reason
 
 
+def gguf_weights(config: HarnessConfig, source: Source) -> float | None:
+    """Tensor bytes of the GGUF file this cell loads, when it exists already (exact)."""
+    if config.runtime.model_format() != "gguf" or source.table is None:
+        return None
+    try:
+        steps = steps_of(config, source)
+    except PlanError:
+        return None
+    if not steps:
+        return float(source.table.tensor_bytes)
+    info = ArtifactCache(Path(config.run.cache_dir)).lookup(steps[-1].key)
+    return float(info.tensor_bytes) if info is not None else None
+
+
+def plan_only(
+    index: int, config: HarnessConfig, choices: dict[str, str], overrides: Sequence[str]
+) -> Cell:
+    """A cell for plan=true: support and fit, without hashing, keys or package checks; a
+    model with a source still gets exact GGUF weights when the file exists."""
+    weights = None
+    if config.model.source is not None:
+        weights = gguf_weights(config, source_of(config))
+    verdict = judge(config, weights, strict=True)
+    return Cell(
+        index=index,
+        cell_id=cell_id(choices, overrides),
+        choices=choices,
+        overrides=tuple(overrides),
+        config=config,
+        key="plan",
+        skip=verdict.unsupported or skip_reason(config) or verdict.no_fit,
+        caveat=verdict.caveat,
+        footprint=verdict.footprint,
+        unpredicted=verdict.unpredicted,
+    )
+
+
 def plan_cell(
     index: int, cfg: DictConfig, choices: Mapping[str, Any], overrides: Sequence[str]
 ) -> Cell:
     config = to_typed(cfg)
     check_eval(config.eval)
     axis_choices = {a: str(choices.get(a)) for a in AXES}
+    if config.plan:
+        return plan_only(index, config, axis_choices, overrides)
     source = source_of(config)
     key = config.run.cell_key or cell_key(
         config, source.sha256, runtime_versions(config), machine_identity()
     )
+    verdict = judge(config, gguf_weights(config, source), strict=False)
     return Cell(
         index=index,
         cell_id=cell_id(axis_choices, overrides),
@@ -131,7 +185,10 @@ def plan_cell(
         overrides=tuple(overrides),
         config=config,
         key=key,
-        skip=_skip(config, source),
+        skip=verdict.unsupported or _skip(config, source) or verdict.no_fit,
         blocked=missing_reason(config, installed(config)),
         baseline_key=config.run.baseline_key,
+        caveat=verdict.caveat,
+        footprint=verdict.footprint,
+        unpredicted=verdict.unpredicted,
     )

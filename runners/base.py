@@ -19,6 +19,23 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 
+@dataclass(frozen=True, slots=True)
+class MemoryPolicy:
+    """How a runtime, as configured, takes memory: what the fit planner (harness/footprint.py)
+    needs to predict it before anything loads. None fields mean "as the workload needs"."""
+
+    engine: str  # the support matrix's name for the engine (harness/data/support.yaml)
+    context: int | None = None  # KV tokens reserved per sequence (None: prompt + output)
+    sequences: int | None = None  # sequences KV is reserved for (None: the workload's)
+    kv_dtypes: tuple[str, str] | None = None  # K and V element types (None: compute dtype)
+    batch_tokens: int | None = None  # tokens in one forward pass (activation workspace)
+    preallocate: float | None = None  # takes this fraction of memory up front (vLLM, TRT-LLM)
+    of_free: bool = False  # ... of what is free after the weights (TRT-LLM), not the total
+    gpu_layers: int | None = None  # layers placed on the GPU (-1 or None: all of them)
+    flash_attn: bool = True  # False: the attention scores are materialised (llama.cpp)
+    compute_dtype: str | None = None  # dtype of what quantization leaves unquantized
+
+
 @dataclass
 class RunnerConfig:
     """Base of every runner's typed config; ``name`` is the registry key.
@@ -35,6 +52,11 @@ class RunnerConfig:
         """The artifact this config loads: ``gguf`` (a file), ``hf`` (a checkpoint directory)
         or None when the runner needs no local model (a client of a remote server)."""
         return "gguf"
+
+    def memory_policy(self) -> MemoryPolicy | None:
+        """How this configuration takes memory; None: not predictable here (a remote server,
+        a synthetic runner)."""
+        return None
 
     def required_packages(self) -> tuple[str, ...]:
         """Distributions this configuration needs beyond the runner's own ``packages`` (e.g.

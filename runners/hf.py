@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from runners.base import Capabilities, Completion, LoadSpec, Request, RunnerConfig
+from runners.base import (
+    Capabilities,
+    Completion,
+    LoadSpec,
+    MemoryPolicy,
+    Request,
+    RunnerConfig,
+)
 from runners.hf_generate import generate_exact, generate_until_stop, queue_streamer
 from runners.hf_quant import (
     CPU_INT4_NOTE,
@@ -92,6 +99,10 @@ class HFConfig(RunnerConfig):
 
     def model_format(self) -> str | None:
         return "hf"
+
+    def memory_policy(self) -> MemoryPolicy:
+        # transformers allocates on demand: KV grows with the workload's own tokens
+        return MemoryPolicy(engine="transformers", compute_dtype=self.compute_dtype)
 
 
 class HFRunner:

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from runners.base import Capabilities, Completion, LoadSpec, Request, RunnerConfig
+from runners.base import (
+    Capabilities,
+    Completion,
+    LoadSpec,
+    MemoryPolicy,
+    Request,
+    RunnerConfig,
+)
 
 if TYPE_CHECKING:
     import llama_cpp
@@ -96,6 +103,18 @@ class LlamaCppConfig(RunnerConfig):
 
     def model_format(self) -> str | None:
         return "gguf"
+
+    def memory_policy(self) -> MemoryPolicy:
+        # llama.cpp allocates the KV cache for all n_ctx cells at context creation
+        return MemoryPolicy(
+            engine="llama.cpp",
+            context=self.n_ctx,
+            sequences=1,
+            kv_dtypes=(self.type_k, self.type_v),
+            batch_tokens=self.n_ubatch,
+            gpu_layers=self.n_gpu_layers,
+            flash_attn=self.flash_attn,
+        )
 
 
 class LlamaCppRunner:

@@ -31,6 +31,7 @@ from runners.server_launch import (
     distribution_version,
     launch,
 )
+from runners.server_memory import server_memory_policy
 from runners.sse import (
     TOKENIZE,
     ChunkCounter,
@@ -94,6 +95,8 @@ class OpenAICompatConfig(ServerLaunchConfig):
             raise ValueError("runtime.timeout_s must be > 0 and runtime.max_connections >= 0")
         self.base_url = self.base_url.rstrip("/")
         self.check_launch()
+
+    memory_policy = server_memory_policy  # what the launched server takes (fit planner)
 
 
 class OpenAICompatRunner:

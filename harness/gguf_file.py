@@ -35,6 +35,7 @@ class TensorTable:
     tensor_bytes: int
     file_bytes: int
     params_by_type: dict[str, int]
+    header_bytes: int = 0  # metadata and tensor table before the data (the tokenizer lives here)
 
     @property
     def bpw(self) -> float:
@@ -83,6 +84,7 @@ def read_table(path: Path) -> TensorTable:
         tensor_bytes=tensor_bytes,
         file_bytes=size,
         params_by_type=dict(sorted(params.items())),
+        header_bytes=int(reader.data_offset),
     )
 
 

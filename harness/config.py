@@ -124,12 +124,13 @@ class HardwareConfig:
             raise ValueError(f"hardware.memory_gb={self.memory_gb} must be > 0")
         if self.device is Device.cpu and self.arch not in (None, HardwareClass.cpu):
             raise ValueError(f"hardware.arch={self.arch.value} is a GPU class; device is cpu")
-        if self.device is Device.cuda and self.arch is HardwareClass.cpu:
-            raise ValueError("hardware.arch=cpu contradicts hardware.device=cuda")
 
     @property
     def hardware_class(self) -> HardwareClass | None:
-        return HardwareClass.cpu if self.device is Device.cpu else self.arch
+        if self.device is Device.cpu:
+            return HardwareClass.cpu
+        # a CPU profile switched to cuda on the command line names no GPU class
+        return None if self.arch is HardwareClass.cpu else self.arch
 
 
 class LoadMode(StrEnum):

@@ -112,7 +112,7 @@ class HardwareConfig:
     # or system memory for a CPU profile. The fit planner needs it; it never guesses.
     memory_gb: float | None = None
     detect_memory: bool = False  # true: read this machine's memory when planning (local CPU)
-    arch: HardwareClass | None = None  # what kernels exist: cpu, turing ... blackwell
+    arch: HardwareClass | None = None  # a GPU's kernel generation (turing ... blackwell)
     memory_bandwidth_gb_s: float | None = None
 
     def __post_init__(self) -> None:
@@ -124,13 +124,12 @@ class HardwareConfig:
             raise ValueError(f"hardware.memory_gb={self.memory_gb} must be > 0")
         if self.device is Device.cpu and self.arch not in (None, HardwareClass.cpu):
             raise ValueError(f"hardware.arch={self.arch.value} is a GPU class; device is cpu")
+        if self.device is Device.cuda and self.arch is HardwareClass.cpu:
+            raise ValueError("hardware.arch=cpu contradicts hardware.device=cuda")
 
     @property
     def hardware_class(self) -> HardwareClass | None:
-        if self.device is Device.cpu:
-            return HardwareClass.cpu
-        # a CPU profile switched to cuda on the command line names no GPU class
-        return None if self.arch is HardwareClass.cpu else self.arch
+        return HardwareClass.cpu if self.device is Device.cpu else self.arch
 
 
 class LoadMode(StrEnum):

@@ -21,7 +21,7 @@ gpu_memory_utilization); offload places whole layers on the GPU when the runtime
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import psutil
 
@@ -41,7 +41,7 @@ from harness.estimates import (
     TORCHAO_INT4_SCALE_BITS,
     WORKER_BASE_BYTES,
 )
-from harness.memory import Architecture, Fit, FitStatus, fit, kv_bits
+from harness.memory import Architecture, Fit, FitStatus, fit, kv_bytes_per_token, weight_bytes
 from runners import MemoryPolicy
 
 OFFLOAD_ENGINES = frozenset({"llama.cpp"})  # can keep some layers on the host
@@ -100,18 +100,8 @@ def architecture(cfg: HarnessConfig) -> Architecture:
             "model.architecture.{layers,hidden_size,heads,kv_heads,head_dim,"
             "intermediate_size,vocab_size,max_context,tied_embeddings}"
         )
-    try:
-        return Architecture(
-            layers=arch.layers,
-            hidden_size=arch.hidden_size,
-            heads=arch.heads,
-            kv_heads=arch.kv_heads,
-            head_dim=arch.head_dim,
-            intermediate_size=arch.intermediate_size,
-            vocab_size=arch.vocab_size,
-            max_context=arch.max_context,
-            tied_embeddings=arch.tied_embeddings,
-        )
+    try:  # the config's fields minus dtype, converted once here
+        return Architecture(**{f.name: getattr(arch, f.name) for f in fields(Architecture)})
     except ValueError as e:
         raise UserError(f"model {cfg.model.name}: {e}") from None
 
@@ -160,9 +150,9 @@ def weight_estimate(cfg: HarnessConfig, arch: Architecture, dtype: str) -> tuple
     else:
         raise UserError(f"no bits-per-weight estimate for {method} {precision}")
     emb_bits = DTYPE_BITS.get(dtype, 16.0)
-    emb = arch.embedding_params
-    weights = emb * emb_bits / 8 + (arch.params - emb) * bpw / 8
-    return weights, f"estimate: {bpw:.3f} bpw linears, embeddings {emb_bits:g}-bit"
+    return weight_bytes(
+        arch, bpw, emb_bits
+    ), f"estimate: {bpw:.3f} bpw linears, embeddings {emb_bits:g}-bit"
 
 
 def workload_tokens(cfg: HarnessConfig) -> tuple[int, int]:
@@ -203,7 +193,7 @@ def predict(cfg: HarnessConfig, exact_weights: float | None = None) -> Footprint
         weights, source = weight_estimate(cfg, arch, dtype)
     k, v = policy.kv_dtypes or (dtype, dtype)
     try:
-        kv_per_token = (kv_bits(k) + kv_bits(v)) / 8 * arch.layers * arch.kv_heads * arch.head_dim
+        kv_per_token = kv_bytes_per_token(arch, k, v)
     except ValueError as e:
         raise UserError(f"runtime {cfg.runtime.name}: {e}") from None
     per_seq, sequences = workload_tokens(cfg)

@@ -84,8 +84,10 @@ def kv_bits(dtype: str) -> float:
     return KV_BITS[dtype]
 
 
-def kv_bytes_per_token(arch: Architecture, dtype: str) -> float:
-    return 2 * arch.layers * arch.kv_heads * arch.head_dim * kv_bits(dtype) / 8
+def kv_bytes_per_token(arch: Architecture, dtype: str, v_dtype: str | None = None) -> float:
+    """K at ``dtype`` and V at ``v_dtype`` (default: the same), for every layer's KV heads."""
+    bits = kv_bits(dtype) + kv_bits(v_dtype or dtype)
+    return arch.layers * arch.kv_heads * arch.head_dim * bits / 8
 
 
 def kv_cache_bytes(arch: Architecture, dtype: str, context: int, sequences: int = 1) -> float:

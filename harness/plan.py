@@ -142,42 +142,23 @@ def gguf_weights(config: HarnessConfig, source: Source) -> float | None:
     return float(info.tensor_bytes) if info is not None else None
 
 
-def plan_only(
-    index: int, config: HarnessConfig, choices: dict[str, str], overrides: Sequence[str]
-) -> Cell:
-    """A cell for plan=true: support and fit, without hashing, keys or package checks; a
-    model with a source still gets exact GGUF weights when the file exists."""
-    weights = None
-    if config.model.source is not None:
-        weights = gguf_weights(config, source_of(config))
-    verdict = judge(config, weights, strict=True)
-    return Cell(
-        index=index,
-        cell_id=cell_id(choices, overrides),
-        choices=choices,
-        overrides=tuple(overrides),
-        config=config,
-        key="plan",
-        skip=verdict.unsupported or skip_reason(config) or verdict.no_fit,
-        caveat=verdict.caveat,
-        footprint=verdict.footprint,
-        unpredicted=verdict.unpredicted,
-    )
-
-
 def plan_cell(
     index: int, cfg: DictConfig, choices: Mapping[str, Any], overrides: Sequence[str]
 ) -> Cell:
+    """The cell of one composed job. With plan=true: support and fit only, without hashing,
+    keys or package checks (a model with a source still gets exact GGUF weights)."""
     config = to_typed(cfg)
     check_eval(config.eval)
     axis_choices = {a: str(choices.get(a)) for a in AXES}
-    if config.plan:
-        return plan_only(index, config, axis_choices, overrides)
-    source = source_of(config)
-    key = config.run.cell_key or cell_key(
-        config, source.sha256, runtime_versions(config), machine_identity()
-    )
-    verdict = judge(config, gguf_weights(config, source), strict=False)
+    source = None if config.plan and config.model.source is None else source_of(config)
+    verdict = judge(config, gguf_weights(config, source) if source else None, config.plan)
+    if config.plan or source is None:
+        key, blocked, skip = "plan", None, skip_reason(config)
+    else:
+        key = config.run.cell_key or cell_key(
+            config, source.sha256, runtime_versions(config), machine_identity()
+        )
+        blocked, skip = missing_reason(config, installed(config)), _skip(config, source)
     return Cell(
         index=index,
         cell_id=cell_id(axis_choices, overrides),
@@ -185,8 +166,8 @@ def plan_cell(
         overrides=tuple(overrides),
         config=config,
         key=key,
-        skip=verdict.unsupported or _skip(config, source) or verdict.no_fit,
-        blocked=missing_reason(config, installed(config)),
+        skip=verdict.unsupported or skip or verdict.no_fit,
+        blocked=blocked,
         baseline_key=config.run.baseline_key,
         caveat=verdict.caveat,
         footprint=verdict.footprint,

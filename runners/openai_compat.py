@@ -31,7 +31,7 @@ from runners.server_launch import (
     distribution_version,
     launch,
 )
-from runners.server_memory import server_memory_policy
+from runners.server_memory import check_kv_cache_dtype, server_memory_policy
 from runners.sse import (
     TOKENIZE,
     ChunkCounter,
@@ -95,6 +95,7 @@ class OpenAICompatConfig(ServerLaunchConfig):
             raise ValueError("runtime.timeout_s must be > 0 and runtime.max_connections >= 0")
         self.base_url = self.base_url.rstrip("/")
         self.check_launch()
+        check_kv_cache_dtype(self.kv_cache_dtype)
 
     memory_policy = server_memory_policy  # what the launched server takes (fit planner)
 

@@ -9,6 +9,22 @@ from runners.server_launch import ServerLaunchConfig
 # vLLM's default max_num_batched_tokens for the API server on data-center GPUs (V1 engine):
 # the size of the forward pass it profiles for activation memory at startup.
 VLLM_BATCHED_TOKENS = 8192
+# vLLM's --kv-cache-dtype values and the element type each stores (auto: the model's dtype).
+KV_CACHE_DTYPES: dict[str, str | None] = {
+    "auto": None,
+    "bfloat16": "bf16",
+    "fp8": "fp8",
+    "fp8_e4m3": "fp8",
+    "fp8_e5m2": "fp8",
+}
+
+
+def check_kv_cache_dtype(value: str) -> None:
+    if value not in KV_CACHE_DTYPES:
+        raise ValueError(
+            f"runtime.kv_cache_dtype={value!r} is invalid; choose one of: "
+            f"{', '.join(KV_CACHE_DTYPES)}"
+        )
 
 
 def server_memory_policy(c: ServerLaunchConfig) -> MemoryPolicy | None:
@@ -23,7 +39,8 @@ def server_memory_policy(c: ServerLaunchConfig) -> MemoryPolicy | None:
             gpu_layers=c.n_gpu_layers,
             flash_attn=c.flash_attn,
         )
-    kv = None if c.kv_cache_dtype == "auto" else ("fp8", "fp8")
+    stored = KV_CACHE_DTYPES.get(c.kv_cache_dtype)
+    kv = None if stored is None else (stored, stored)
     if c.launch == "vllm":  # one max_model_len sequence must fit beside the weights
         return MemoryPolicy(
             engine="vllm",

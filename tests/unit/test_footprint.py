@@ -170,3 +170,8 @@ def test_plan_without_architecture_is_an_error() -> None:
     with pytest.raises(UserError, match=re.escape("has no architecture; the memory plan needs")):
         judge(cfg, None, strict=True)
     assert judge(cfg, None, strict=False).unpredicted is not None  # a run just notes it
+
+
+def test_unknown_vllm_kv_cache_dtype_names_the_choices() -> None:
+    with pytest.raises(UserError, match=re.escape("runtime.kv_cache_dtype='fp4' is invalid")):
+        config("method=awq", "precision=int4", "runtime=vllm", "runtime.kv_cache_dtype=fp4")

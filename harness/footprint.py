@@ -44,6 +44,7 @@ from harness.estimates import (
 from harness.memory import Architecture, Fit, FitStatus, fit, kv_bytes_per_token, weight_bytes
 from runners import MemoryPolicy
 
+NO_FIT = "predicted not to fit"  # how a memory skip reason starts
 OFFLOAD_ENGINES = frozenset({"llama.cpp"})  # can keep some layers on the host
 
 
@@ -79,7 +80,7 @@ class Footprint:
             return None
         short = (f.need_bytes - f.usable_bytes) / GIB
         base = (
-            f"predicted not to fit {hardware}: needs {f.need_bytes / GIB:.1f} GiB "
+            f"{NO_FIT} {hardware}: needs {f.need_bytes / GIB:.1f} GiB "
             f"(weights {self.weights / GIB:.1f} + KV {self.kv / GIB:.1f} for {self.kv_tokens} "
             f"tokens + other {(self.activations + self.overhead) / GIB:.1f}) of "
             f"{f.usable_bytes / GIB:.1f} GiB usable, {short:.1f} GiB short"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.estimates import GIB, MIB
-from harness.footprint import Footprint
+from harness.footprint import NO_FIT, Footprint
 from harness.matrix import Cell
 
 HEADERS = (
@@ -37,10 +37,9 @@ def _gib(value: float) -> str:
 
 
 def _fit(cell: Cell, fp: Footprint | None) -> str:
-    if fp is None:
+    # a cell the engine cannot run says "skip" (its note says why), whatever its memory
+    if fp is None or (cell.skip and not cell.skip.startswith(NO_FIT)):
         return "skip" if cell.skip else "?"
-    if cell.skip and fp.fit.status.value == "fits":
-        return "skip"  # fits, but the engine cannot run it
     if fp.offload_layers:
         return f"offload {fp.offload_layers}/{fp.layers}"
     return fp.fit.status.value

@@ -14,10 +14,11 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from harness.decision_config import DecisionConfig
 from harness.eval_config import EvalConfig, EvalLevel, GateSpec, SliceGateSpec
 from runners import RunnerConfig, get_runner, runner_names
 
-__all__ = ["EvalConfig", "EvalLevel", "GateSpec", "SliceGateSpec"]
+__all__ = ["DecisionConfig", "EvalConfig", "EvalLevel", "GateSpec", "SliceGateSpec"]
 
 
 class Device(StrEnum):
@@ -255,6 +256,7 @@ class RunControl:
     baseline_key: str | None = None  # the cell key of this cell's quality baseline
     sweep_id: str | None = None
     sweep_name: str | None = None
+    report: bool = True  # build the report (HTML, Markdown, CSV) when a sweep ends
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "prepare_timeout_s"):
@@ -274,6 +276,8 @@ class HarnessConfig:
     cost: CostConfig = field(default_factory=CostConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunControl = field(default_factory=RunControl)
+    # the user's constraint the report recommends for; never part of a cell's identity
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
     plan: bool = False  # print every cell's memory fit and support verdict; run nothing
 
 

@@ -21,6 +21,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf
 
 from harness.baselines import attach
+from harness.config import HarnessConfig
 from harness.errors import UserError
 from harness.fast_compose import compose_jobs
 from harness.hydra_errors import one_line
@@ -160,6 +161,25 @@ def run_sweep(
             for cell, ret in zip(batch, returns, strict=True):
                 sweep.record(cell, _outcome(sweep, cell, ret))
     _exit["code"] = sweep.finish(sweep_dir)
+    report(cells[0].config, sweep, sweep_dir, console)
+
+
+def report(cfg: HarnessConfig, sweep: Sweep, out_dir: Path, console: Console) -> None:
+    """The sweep's report (HTML, Markdown, CSV) on its parent run; its recommendation and
+    path printed. A report that fails is a warning: every cell is already recorded."""
+    if not cfg.run.report:
+        return
+    try:
+        from harness.runs import SweepStore
+        from reports.build import build
+        from reports.markdown import recommendation
+
+        store = SweepStore(cfg.tracking)
+        built = build(store, store.find(sweep.id), cfg.decision, out_dir / "report")
+    except Exception as e:  # never lose a finished sweep to its report
+        console.warn(f"no report: {type(e).__name__}: {e}")
+        return
+    console.report(recommendation(built.recommendation), built.html_path)
 
 
 def run_task(cfg: DictConfig) -> Outcome | None:
@@ -200,4 +220,5 @@ def _run_task(cfg: DictConfig) -> Outcome | None:
         )
         sweep.record(pending, outcome)
     _exit["code"] = sweep.finish(out_dir)
+    report(cell.config, sweep, out_dir, console)
     return None

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from harness.footprint import Footprint
 
 # Config sections that say how to run, not what to measure.
-VOLATILE = ("run", "tracking", "plan")
+VOLATILE = ("run", "tracking", "plan", "decision")
 # Overrides that select or steer the sweep rather than change a cell.
 _NOT_CELL = (
     "hydra.",
@@ -37,6 +37,8 @@ _NOT_CELL = (
     "+eval.",
     "++eval.",
     "plan=",
+    "decision=",
+    "decision.",
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from harness.result import Outcome, Status
@@ -58,6 +59,9 @@ class Console:
             f"[{len(self.ran)}/{self.to_run}] {outcome.status.value} {outcome.cell_id}: "
             f"{detail} ({_duration(outcome.duration_s)}; ETA {_duration(eta)})"
         )
+
+    def report(self, recommendation: str, html: Path) -> None:
+        print(f"\n{recommendation}\n\nreport: {html.resolve()}", file=self.table_out, flush=True)
 
     def summary(self, outcomes: Sequence[Outcome]) -> str:
         table = summary_table(outcomes)

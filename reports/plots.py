@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
 
+from harness.stats import min_samples_for
 from reports.pareto import pareto_front, staircase
 
 Floats = np.ndarray[Any, np.dtype[np.float64]]
@@ -325,8 +326,12 @@ def _latency_panel(
         ax.set_yticks([])
         return False
     ax.boxplot(data, tick_labels=names, widths=0.6, **BOX_STYLE)
-    p95 = [float(np.percentile(d, 95)) for d in data]
-    ax.scatter(range(1, len(data) + 1), p95, marker="v", color=FRONT, s=25, zorder=3, label="p95")
+    # the harness reports a p95 only when the sample's maximum bounds it (docs/metrics.md)
+    enough = [i for i, d in enumerate(data) if d.size >= min_samples_for(95)]
+    p95 = [float(np.percentile(data[i], 95)) for i in enough]
+    if enough:
+        at = [i + 1 for i in enough]
+        ax.scatter(at, p95, marker="v", color=FRONT, s=25, zorder=3, label="p95")
     if len(data) > 3:  # anchored at their right end, slanted names stay under their own box
         ax.set_xticks(ax.get_xticks(), names, rotation=40, ha="right", rotation_mode="anchor")
     ax.tick_params(axis="x", labelsize=8)
@@ -347,13 +352,14 @@ def latency_distributions(samples: Mapping[str, Mapping[str, Sequence[float]]]) 
             ax.set_ylabel("ms", fontsize=8)
             ax.grid(axis="y", alpha=0.3)
     # One legend for the figure: inside a panel it would cover the top of some cell's box.
-    fig.legend(
-        *axes[drawn.index(True)].get_legend_handles_labels(), loc="outside upper right", fontsize=8
-    )
+    handles = next((h for h in (ax.get_legend_handles_labels() for ax in axes) if h[0]), None)
+    if handles is not None:
+        fig.legend(*handles, loc="outside upper right", fontsize=8)
     caption = (
         "Raw samples per cell in milliseconds: time to first token and end-to-end latency per"
         " request, inter-token latency per token. Boxes span the quartiles with the median as a"
-        " line, whiskers reach 1.5 × IQR, dots beyond are outliers; the orange triangle is the p95."
+        " line, whiskers reach 1.5 × IQR, dots beyond are outliers; the orange triangle is the"
+        " p95, drawn where a cell has the 59 samples a p95 needs (docs/metrics.md)."
     )
     return Plot(key, title, _png(fig), caption)
 

@@ -54,7 +54,7 @@ def samples() -> dict[str, dict[str, list[float]]]:
     rng = np.random.default_rng(0)
     out = {
         n: {
-            "ttft_s": list(rng.gamma(4, 0.02, 40)),
+            "ttft_s": list(rng.gamma(4, 0.02, 60)),
             "itl_s": list(rng.gamma(4, 0.005, 400)),
             "e2e_s": list(rng.gamma(9, 0.2, 40)),
         }
@@ -218,6 +218,10 @@ def test_latency_panel_marks_the_p95_in_milliseconds() -> None:
     assert p95[:, 1].tolist() == pytest.approx(
         [np.percentile(data[n]["ttft_s"], 95) * 1e3 for n in ("f16", "q8_0")]
     )
+    # 58 samples are too few for a p95 (docs/metrics.md): the box, but no marker
+    few = fig.add_subplot(2, 2, 3)
+    assert plots._latency_panel(few, {"a": {"ttft_s": list(np.linspace(0.01, 0.02, 58))}}, "ttft_s")
+    assert len(few.collections) == 0
     empty = fig.add_subplot(2, 1, 2)
     assert not plots._latency_panel(empty, {"a": {"itl_s": [1.0]}}, "ttft_s")
     assert [t.get_text() for t in empty.texts] == ["not measured"]

@@ -82,6 +82,18 @@ def test_sweep_logs_to_a_server(
     assert {"result.json", "events", "config.yaml"} <= names
     again = team_sweep(harness_cli, tiny_gguf, mlflow_server)
     assert "0 to run, 4 already done" in again.stderr
+    # the report reads the sweep back from the server and attaches itself to the parent run
+    (parent,) = children(runs, "sweep")
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert report == {"report/report.html", "report/summary.md", "report/cells.csv"}
+    r = subprocess.run(
+        [sys.executable, "-m", "reports", "sweep=fake_matrix", "tracking=server",
+         f"tracking.uri={mlflow_server}", "tracking.experiment=team", "out=rep"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    # FakeRunner cells are synthetic: counted, never reported as numbers
+    assert "# Report: sweep fake_matrix" in r.stdout and "4 synthetic cell(s) left out" in r.stdout
 
 
 def test_server_dying_mid_sweep(tiny_gguf: Path, tmp_path: Path) -> None:

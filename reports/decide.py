@@ -135,7 +135,7 @@ def _quality(row: pd.Series, d: DecisionConfig, slices: tuple[str, ...]) -> Judg
     gap = f"; not measured: {', '.join(missing)}" if missing else ""
     delta, hi = float(row[f"delta:{worst_lo}"]), float(row[f"delta_hi:{worst_lo}"])
     return None, (
-        f"not proven within {limit * 100:g} points: {worst_lo} {_pt(delta)} "
+        f"not proven within {limit * 100:g} points: {worst_lo} {_pt(delta)} points "
         f"(CI {_pt(lo)} to {_pt(hi)}){gap}"
     )
 
@@ -178,7 +178,7 @@ def quality_key(frame: pd.DataFrame) -> tuple[str, Callable[[str], float]]:
     if len(frame) and frame["worst_delta"].notna().all():
         return "best worst-slice change", lambda n: -float(frame.at[n, "worst_delta"])
     return (
-        "most bits per weight (quality not measured: a proxy)",
+        "most bits per weight (a proxy: quality was not measured)",
         lambda n: -float(frame.at[n, "bpw"]) if not math.isnan(frame.at[n, "bpw"]) else 0.0,
     )
 
@@ -307,9 +307,12 @@ def _sentence(
     elif key == "cost_bound":
         lead = f"{chosen} has the {label}, {row['tok_s']:.1f} tokens/s, {among}"
     else:
-        lead = f"{chosen} has the {label} ({_quality_value(row, label)}) {among}"
+        lead = f"{chosen} has the {label}: {_quality_value(row, label)}, {among}"
     caveats = [f"{c}: {why}" for c, (ok, why) in judged.items() if ok is None]
-    return lead + (f"; unproven: {'; '.join(caveats)}" if caveats else "") + "."
+    text = lead + (f"; unproven: {'; '.join(caveats)}" if caveats else "")
+    if row["unstable"]:  # the numbers stand, but a re-run may order the cells differently
+        text += f"; its measurement is flagged unstable ({str(row['unstable'])[:120]})"
+    return text + "."
 
 
 def _quality_value(row: pd.Series, label: str) -> str:

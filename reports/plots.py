@@ -67,10 +67,6 @@ def _col(df: pd.DataFrame, name: str) -> Floats:
     return np.asarray(col.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
 
 
-def _names(df: pd.DataFrame) -> list[str]:
-    return [str(i) for i in df.index]
-
-
 def _is_baseline(df: pd.DataFrame) -> np.ndarray[Any, np.dtype[np.bool_]]:
     if "role" not in df.columns:
         return np.zeros(len(df), dtype=bool)
@@ -170,7 +166,7 @@ def quality_vs_memory(
     keep = np.isfinite(xs) & np.isfinite(ys)
     if not keep.any():
         return Plot(key, title, None, f"no cell has both {memory_label} and a quality measurement")
-    names = _names(df)
+    names = [str(i) for i in df.index]
     fig, (ax,) = _figure()
     base = _is_baseline(df)
     for is_base, style in ((False, {"marker": "o", "color": POINT}), (True, BASE_STYLE)):
@@ -213,7 +209,7 @@ def throughput_vs_cost(df: pd.DataFrame) -> Plot:
     keep = np.isfinite(cost) & np.isfinite(tok)
     if not keep.any():
         return Plot(key, title, None, "no cell has both a cost and a measured throughput")
-    names, k = _names(df), keep
+    names, k = [str(i) for i in df.index], keep
     fig, (ax,) = _figure()
     ax.errorbar(
         cost[k],
@@ -332,6 +328,9 @@ def _latency_panel(
     if enough:
         at = [i + 1 for i in enough]
         ax.scatter(at, p95, marker="v", color=FRONT, s=25, zorder=3, label="p95")
+    pooled = np.concatenate(data)
+    if pooled.min() > 0 and pooled.max() > 20 * float(np.median(pooled)):
+        ax.set_yscale("log")  # stalls would squash every box into a line on a linear axis
     if len(data) > 3:  # anchored at their right end, slanted names stay under their own box
         ax.set_xticks(ax.get_xticks(), names, rotation=40, ha="right", rotation_mode="anchor")
     ax.tick_params(axis="x", labelsize=8)
@@ -358,7 +357,8 @@ def latency_distributions(samples: Mapping[str, Mapping[str, Sequence[float]]]) 
     caption = (
         "Raw samples per cell in milliseconds: time to first token and end-to-end latency per"
         " request, inter-token latency per token. Boxes span the quartiles with the median as a"
-        " line, whiskers reach 1.5 × IQR, dots beyond are outliers; the orange triangle is the"
+        " line, whiskers reach 1.5 × IQR, dots beyond are outliers (a panel whose largest sample"
+        " exceeds 20 × its median is on a log axis); the orange triangle is the"
         " p95, drawn where a cell has the 59 samples a p95 needs (docs/metrics.md)."
     )
     return Plot(key, title, _png(fig), caption)
@@ -373,7 +373,7 @@ def memory_prediction(df: pd.DataFrame) -> Plot:
         why = f"no cell has both a predicted and a measured peak memory ({n_pred} predicted,"
         why += f" {n_meas} measured)"
         return Plot(key, title, None, why)
-    names = _kept(_names(df), keep)
+    names = _kept([str(i) for i in df.index], keep)
     ratio = _col(df, "prediction_ratio")[keep]
     ratio = np.where(np.isfinite(ratio), ratio, meas[keep] / pred[keep])
     # Horizontal bars: cell names stay level and readable however many cells there are.
@@ -391,6 +391,6 @@ def memory_prediction(df: pd.DataFrame) -> Plot:
         "Per cell, the planner's predicted peak memory next to the measured peak (RSS on CPU, VRAM"
         " on GPU), in MiB; the label beside each pair is measured ÷ predicted (above ×1 means the"
         " planner under-estimated)."
-        + _missing_note(_names(df), keep, "no prediction or no measurement")
+        + _missing_note([str(i) for i in df.index], keep, "no prediction or no measurement")
     )
     return Plot(key, title, _png(fig), caption)

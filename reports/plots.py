@@ -257,7 +257,7 @@ def slice_heatmap(df: pd.DataFrame, slices: Sequence[str]) -> Plot:
     deltas = {s: _col(rows, f"delta:{s}") * 100.0 for s in slices}
     if not slices or not any(np.isfinite(v).any() for v in deltas.values()):
         return Plot(key, title, None, NO_QUALITY.replace("a quality", "a per-slice quality"))
-    names = _names(rows)
+    names = [str(i) for i in rows.index]
     lo = {s: _col(rows, f"delta_lo:{s}") * 100.0 for s in slices}
     hi = {s: _col(rows, f"delta_hi:{s}") * 100.0 for s in slices}
     verdicts = {

@@ -127,9 +127,9 @@ def _row(run: RunData, slices: Sequence[str], price: float | None) -> dict[str, 
 def _absent(run: RunData) -> dict[str, str]:
     reasons = {k.removeprefix("absent."): v for k, v in run.tags.items() if k.startswith("absent.")}
     out = {col: reasons[metric] for col, metric in METRICS.items() if metric in reasons}
-    for s in LATENCY:  # the CI is absent exactly when the p95 is
-        if f"{s}_p95_s" in reasons:
-            out[f"{s}_p95_s"] = reasons[f"{s}_p95_s"]
+    for source in ("gpu", "cpu"):  # per-token energy is absent because the energy is
+        if f"{source}_energy_j" in reasons:
+            out[f"{source}_j_per_tok"] = reasons[f"{source}_energy_j"]
     cost = next((v for k, v in reasons.items() if k.startswith("cost_per_1m_output")), None)
     if cost:
         out["cost_1m"] = cost

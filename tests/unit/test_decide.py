@@ -212,6 +212,18 @@ def test_synthetic_runs_never_enter_the_table() -> None:
     assert math.isnan(table.frame.loc["f16", "kld"])  # no fidelity rows logged: not invented
 
 
+def test_absent_values_keep_the_runs_reason() -> None:
+    run = cell("q8_0", file_mib=138, tok_s=142, itl_p95=None)
+    run.tags["absent.itl_p95_s"] = "42 samples, p95 needs >= 59"
+    run.tags["absent.cpu_energy_j"] = "RAPL not readable: /sys/class/powercap does not exist"
+    table = build([run], {}, DecisionConfig())
+    assert table.absent["q8_0"] == {
+        "itl_p95_s": "42 samples, p95 needs >= 59",
+        "cpu_j_per_tok": "RAPL not readable: /sys/class/powercap does not exist",
+    }
+    assert math.isnan(table.frame.loc["q8_0", "itl_p95_s"])
+
+
 def test_empty_table_still_decides() -> None:
     rec = recommend(build([], {}, DecisionConfig()), DecisionConfig())
     (s,) = rec.scenarios

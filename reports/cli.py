@@ -36,6 +36,7 @@ class ReportArgs:
 
 
 GROUPS = ("decision", "tracking")
+REQUIRED = "sweep= is required: a sweep name (e.g. sweep=135m_gguf) or its id"
 KEYS = ("sweep", "against", "out", "attach", "fail_on_regression")
 
 
@@ -58,10 +59,14 @@ def parse(argv: Sequence[str]) -> ReportArgs:
         root = key.split(".")[0]
         if root not in (*GROUPS, *KEYS):
             raise choice_error("argument", key, (*GROUPS, *KEYS, "decision.<field>"))
+        if key == "sweep" and not value:
+            raise UserError(REQUIRED)
         if key in GROUPS:
             setattr(merged, key, OmegaConf.merge(getattr(merged, key), _group(key, value)))
         else:
             dotted.append(arg)
+    if not any(a.startswith("sweep=") for a in argv):
+        raise UserError(REQUIRED)
     try:
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(dotted))
         args = OmegaConf.to_object(merged)
@@ -94,8 +99,6 @@ def run(args: ReportArgs) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
-        if args.sweep == MISSING or not args.sweep:
-            raise UserError("sweep= is required: a sweep name (e.g. sweep=135m_gguf) or id")
         sys.exit(run(args))
     except UserError as e:
         print(f"reports: error: {e}", file=sys.stderr)

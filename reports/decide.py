@@ -67,6 +67,11 @@ def _mib(x: float) -> str:
     return f"{x / MIB:,.1f} MiB" if x < 10 * 2**30 else f"{x / 2**30:,.2f} GiB"
 
 
+def _points(limit: float) -> str:
+    n = f"{limit * 100:g}"
+    return f"{n} point" if n == "1" else f"{n} points"
+
+
 def _pt(x: float) -> str:
     return f"{x * 100:+.1f}".replace("-", "−")
 
@@ -126,16 +131,16 @@ def _quality(row: pd.Series, d: DecisionConfig, slices: tuple[str, ...]) -> Judg
             lo, delta = float(row[f"delta_lo:{s}"]), float(row[f"delta:{s}"])
             return False, (
                 f"{s} {_pt(delta)} points (CI {_pt(lo)} to {_pt(hi)}), a loss beyond "
-                f"{limit * 100:g} points"
+                f"{_points(limit)}"
             )
     lo = float(row[f"delta_lo:{worst_lo}"])
     missing = [s for s in slices if s not in measured]
     if lo >= -limit and not missing:
-        return True, f"every slice within {limit * 100:g} points (worst CI bound {_pt(lo)})"
+        return True, f"every slice within {_points(limit)} (worst CI bound {_pt(lo)})"
     gap = f"; not measured: {', '.join(missing)}" if missing else ""
     delta, hi = float(row[f"delta:{worst_lo}"]), float(row[f"delta_hi:{worst_lo}"])
     return None, (
-        f"not proven within {limit * 100:g} points: {worst_lo} {_pt(delta)} points "
+        f"not proven within {_points(limit)}: {worst_lo} {_pt(delta)} points "
         f"(CI {_pt(lo)} to {_pt(hi)}){gap}"
     )
 

@@ -69,6 +69,9 @@ def test_cli_arguments_parse_groups_and_fields() -> None:
     ("argv", "message"),
     [
         (["sweep"], "argument 'sweep' is not key=value"),
+        ([], "sweep= is required"),
+        (["sweep="], "sweep= is required"),
+        (["decision=laptop"], "sweep= is required"),
         (["sweeps=x"], "argument=sweeps is not a valid choice; choose one of:"),
         (["sweep=x", "decision=laptp"], "decision=laptp is not a valid choice; choose one of: "),
         (["sweep=x", "decision.max_slice_loss=2"], "is a fraction (0.02 = 2 points)"),

@@ -6,10 +6,13 @@ all three under `report/` on the sweep's parent run.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from harness.decision_config import DecisionConfig
 from harness.runs import REPORT_DIR, RunData, SweepData, SweepStore
@@ -21,6 +24,7 @@ from reports.table import Table
 from reports.table import build as build_table
 
 FILES = ("report.html", "summary.md", "cells.csv")
+DECISION_TAG = "report.decision_config"  # the whole decision, so a later report can reuse it
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,8 @@ def build(
     paths[1].write_text(md)
     table.frame.to_csv(paths[2])
     if attach:
-        tags = {"report.decision": decision.name}
+        config = OmegaConf.to_container(OmegaConf.structured(decision), enum_to_str=True)
+        tags = {"report.decision": decision.name, DECISION_TAG: json.dumps(config)}
         tags |= {f"report.{s.key}": s.chosen or "none" for s in rec.scenarios}
         store.attach(sweep.run.run_id, paths, tags)
     return Report(sweep, table, rec, md, paths, compared)

@@ -8,6 +8,7 @@ Bad input is one line on stderr, exit code 2.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ class ReportArgs:
     out: str = "outputs/reports"
     attach: bool = True  # log the files on the sweep's parent run
     fail_on_regression: bool = False  # exit 3 when `against` finds a regression
+    # no decision= or decision.* given: reuse the one recorded with the sweep's last report
+    decision_given: bool = False
 
 
 GROUPS = ("decision", "tracking")
@@ -77,15 +80,23 @@ def parse(argv: Sequence[str]) -> ReportArgs:
     except ValueError as e:  # a dataclass's own validation
         raise UserError(str(e)) from None
     assert isinstance(args, ReportArgs)
+    args.decision_given = any(a.split("=")[0].split(".")[0] == "decision" for a in argv)
     return args
 
 
 def run(args: ReportArgs) -> int:
     from harness.runs import SweepStore  # MLflow loads here, after the arguments are checked
-    from reports.build import build
+    from reports.build import DECISION_TAG, build
 
     store = SweepStore(args.tracking)
     sweep = store.find(args.sweep)
+    recorded = sweep.run.tags.get(DECISION_TAG)
+    if not args.decision_given and recorded:  # the constraint the sweep was reported under
+        merged = OmegaConf.merge(OmegaConf.structured(DecisionConfig), json.loads(recorded))
+        args.decision = OmegaConf.to_object(merged)  # type: ignore[assignment]
+        print(
+            f"reports: decision {args.decision.name}, as recorded with the sweep", file=sys.stderr
+        )
     against = store.find(args.against) if args.against else None
     out_dir = Path(args.out) / f"{sweep.name}-{sweep.sweep_id}"
     report = build(store, sweep, args.decision, out_dir, against, args.attach)

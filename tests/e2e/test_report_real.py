@@ -108,6 +108,9 @@ def test_a_sweep_compared_with_itself_has_no_regression(
     r = reports_cli(sweep.cwd, "sweep=135m_gguf", "against=135m_gguf", "attach=false", "out=cmp")
     assert r.returncode == 0, r.stderr
     assert "0 regression(s) and 0 improvement(s) beyond noise" in r.stdout
+    # no decision given: the one the sweep's own report used
+    assert "reports: decision laptop, as recorded with the sweep" in r.stderr
+    assert "## Recommendation: decision `laptop`" in r.stdout
 
 
 def test_unknown_sweep_is_one_line(report: tuple[SweepRun, Path, str]) -> None:

@@ -51,7 +51,7 @@ PERFORMANCE = (
     Column("e2e p50 ms", "e2e_p50_s", ".0f", 1e3),
 )
 MEMORY = (
-    Column("peak tree RSS MiB", "peak_rss_bytes", ".1f", 1 / MIB),
+    Column("peak tree RSS MiB", "peak_tree_rss_bytes", ".1f", 1 / MIB),
     Column("peak VRAM MiB", "gpu_peak_bytes", ".1f", 1 / MIB),
     Column("predicted MiB", "predicted_peak_bytes", ".1f", 1 / MIB),
     Column("measured/predicted", "prediction_ratio", ".3f"),

@@ -34,7 +34,7 @@ METRICS = {
     "ttft_max_s": "ttft_max_s",
     "itl_max_s": "itl_max_s",
     "e2e_max_s": "e2e_max_s",
-    "peak_rss_bytes": "peak_tree_rss_bytes",
+    "peak_tree_rss_bytes": "peak_tree_rss_bytes",
     "gpu_peak_bytes": "gpu_peak_proc_bytes",
     "measured_peak_bytes": "memory.measured_peak_bytes",
     "predicted_peak_bytes": "memory.predicted_peak_bytes",

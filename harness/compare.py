@@ -31,6 +31,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 TESTS = ("welch_t", "mann_whitney_u")
 _LABELS = {"welch_t": "Welch t", "mann_whitney_u": "Mann–Whitney U"}
@@ -175,7 +176,12 @@ def repetition_values(tracking_uri: str, run_id: str, metric: str) -> list[float
     ordered by repetition."""
     from mlflow.tracking import MlflowClient  # the parent's tracking dependency, loaded late
 
-    history = MlflowClient(tracking_uri=tracking_uri).get_metric_history(run_id, f"rep.{metric}")
+    return history_values(MlflowClient(tracking_uri=tracking_uri), run_id, metric)
+
+
+def history_values(client: Any, run_id: str, metric: str) -> list[float]:
+    """``repetition_values`` through an open MlflowClient (a report reads many runs)."""
+    history = client.get_metric_history(run_id, f"rep.{metric}")
     return [m.value for m in sorted(history, key=lambda m: m.step)]
 
 

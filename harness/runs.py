@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.compare import history_values
 from harness.config import TrackingConfig
 from harness.errors import UserError
 from harness.tracking import MlflowSink, TrackingError, _guarded
@@ -75,23 +77,25 @@ class SweepStore(MlflowSink):
     @_guarded
     def find(self, ref: str) -> SweepData:
         """The sweep with id ``ref``, else the one named ``ref`` that ended last."""
-        sweeps = self._search("tags.`harness.kind` = 'sweep'")
-        by_id = [r for r in sweeps if r.data.tags.get("harness.sweep_id") == ref]  # type: ignore[attr-defined]
-        named = by_id or [r for r in sweeps if r.data.tags.get("harness.sweep_name") == ref]  # type: ignore[attr-defined]
+        kind = "tags.`harness.kind` = 'sweep'"
+        named: list[Any] = []
+        if re.fullmatch(r"[\w.+-]+", ref):  # sweep names are config file names, ids are hex
+            named = self._search(f"{kind} and tags.`harness.sweep_id` = '{ref}'")
+            named = named or self._search(f"{kind} and tags.`harness.sweep_name` = '{ref}'")
         if not named:
-            raise UserError(f"sweep={ref} is not in {self.describe()}; {self._known(sweeps)}")
-        latest = max(named, key=lambda r: r.info.end_time or r.info.start_time or 0)  # type: ignore[attr-defined]
+            raise UserError(f"sweep={ref} is not in {self.describe()}; {self._known()}")
+        latest = max(named, key=lambda r: r.info.end_time or r.info.start_time or 0)
         parent = _plain(latest)
         return SweepData(
             run=parent,
             sweep_id=parent.tags.get("harness.sweep_id", ""),
             name=parent.tags.get("harness.sweep_name", ""),
-            ended=_when(latest.info.end_time),  # type: ignore[attr-defined]
+            ended=_when(latest.info.end_time),
             cells=self._cells(parent.run_id),
         )
 
-    @staticmethod
-    def _known(sweeps: Sequence[Any]) -> str:
+    def _known(self) -> str:
+        sweeps: list[Any] = self._search("tags.`harness.kind` = 'sweep'")
         if not sweeps:
             return "it holds no sweep yet"
         rows = sorted(sweeps, key=lambda r: -(r.info.end_time or r.info.start_time or 0))
@@ -108,9 +112,9 @@ class SweepStore(MlflowSink):
         if listed is not None:
             return [_plain(self.client.get_run(run_id)) for run_id in listed]
         newest: dict[str, Any] = {}
-        children = self._search(f"tags.`mlflow.parentRunId` = '{parent_id}'")
-        for run in sorted(children, key=lambda r: r.info.start_time or 0):  # type: ignore[attr-defined]
-            newest[run.data.tags.get("harness.cell_key", run.info.run_id)] = run  # type: ignore[attr-defined]
+        children: list[Any] = self._search(f"tags.`mlflow.parentRunId` = '{parent_id}'")
+        for run in sorted(children, key=lambda r: r.info.start_time or 0):
+            newest[run.data.tags.get("harness.cell_key", run.info.run_id)] = run
         return [_plain(r) for r in newest.values()]
 
     def _listed_runs(self, parent_id: str) -> list[str] | None:
@@ -121,10 +125,6 @@ class SweepStore(MlflowSink):
             path = self.client.download_artifacts(parent_id, "cells.json", tmp)
             outcomes = json.loads(Path(path).read_text())
         return [str(o["run_id"]) for o in outcomes if o.get("run_id")]
-
-    @_guarded
-    def cells_of(self, run_ids: Sequence[str]) -> list[RunData]:
-        return [_plain(self.client.get_run(run_id)) for run_id in run_ids]
 
     @_guarded
     def download(self, run_id: str, path: str, dest: Path) -> Path | None:
@@ -139,8 +139,7 @@ class SweepStore(MlflowSink):
     @_guarded
     def repetitions(self, run_id: str, metric: str) -> list[float]:
         """A cell's per-repetition values of ``metric`` (its ``rep.<metric>`` history)."""
-        history = self.client.get_metric_history(run_id, f"rep.{metric}")
-        return [m.value for m in sorted(history, key=lambda m: m.step)]
+        return history_values(self.client, run_id, metric)
 
     @_guarded
     def attach(self, parent_id: str, files: Sequence[Path], tags: dict[str, str]) -> None:

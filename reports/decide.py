@@ -256,10 +256,10 @@ def _binding(
     return "the constraints jointly: " + ", ".join(c for c in used if c != "status")
 
 
-def _first_failing(judged: dict[str, Judgement], used: list[str], proof: bool) -> int:
-    """Index of the first constraint ruling a cell out (a failed cell is not also 'over
-    budget'): only the first reason is listed."""
-    return next((i for i, c in enumerate(used) if not _feasible(judged[c], proof)), len(used))
+def _first_failing(judged: dict[str, Judgement], used: list[str], proof: bool) -> str | None:
+    """The first constraint ruling a cell out: only its reason is listed (a failed cell is not
+    also 'over budget')."""
+    return next((c for c in used if not _feasible(judged[c], proof)), None)
 
 
 def scenario(key: str, table: Table, d: DecisionConfig) -> Scenario:
@@ -273,8 +273,7 @@ def scenario(key: str, table: Table, d: DecisionConfig) -> Scenario:
     ruled = tuple(
         (n, f"{c}: {judged[n][c][1]}")
         for n in names
-        for c in used[: 1 + _first_failing(judged[n], used, d.require_proof)]
-        if not _feasible(judged[n][c], d.require_proof)
+        if (c := _first_failing(judged[n], used, d.require_proof)) is not None
     )
     if not candidates:
         binding = _binding(judged, names, used, d.require_proof)

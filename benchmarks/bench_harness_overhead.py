@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.clock import now_ns  # noqa: E402
+from harness.results.clock import now_ns  # noqa: E402
 
 
 def bench_clock(n: int = 1_000_000) -> float:

@@ -26,11 +26,11 @@ from typing import ClassVar
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness.config import LoadMode, WorkloadConfig  # noqa: E402
-from harness.loadgen import build_requests, pattern_for, run_repetition  # noqa: E402
-from harness.measure import Session  # noqa: E402
-from harness.metrics import derive, send_lag_s  # noqa: E402
-from harness.stats import percentile  # noqa: E402
+from harness.config.schema import LoadMode, WorkloadConfig  # noqa: E402
+from harness.measure.loadgen import build_requests, pattern_for, run_repetition  # noqa: E402
+from harness.measure.session import Session  # noqa: E402
+from harness.metrics.derive import derive, send_lag_s  # noqa: E402
+from harness.metrics.stats import percentile  # noqa: E402
 from runners import Capabilities, LoadSpec, Request  # noqa: E402
 from runners.fake import FakeConfig, FakeRunner  # noqa: E402
 
@@ -45,10 +45,10 @@ def cpu_cell_file(precision: str = "q4_k_m") -> Path:
     """The cell's GGUF from the artifact cache, built the way a sweep builds it."""
     from hydra import compose, initialize_config_dir
 
-    from harness.artifacts import ArtifactCache
-    from harness.config import register_configs
-    from harness.plan import source_of, to_typed
-    from harness.quantize import materialize, plan
+    from harness.artifacts.cache import ArtifactCache
+    from harness.artifacts.quantize import materialize, plan
+    from harness.config.schema import register_configs
+    from harness.plan.cells import source_of, to_typed
 
     register_configs()
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
@@ -63,8 +63,8 @@ def fidelity() -> float:
     """Returns the measured ITL p50 of the cell (seconds), for the overhead figure."""
     from hydra import compose, initialize_config_dir
 
-    from harness.assemble import Assembled, engine_check
-    from harness.config import register_configs
+    from harness.config.schema import register_configs
+    from harness.measure.assemble import Assembled, engine_check
     from runners.llama_cpp import LlamaCppConfig, LlamaCppRunner
 
     register_configs()
@@ -180,8 +180,9 @@ def overhead(itl_s: float | None, tokens: int = 200_000) -> None:
 
 
 def loadgen(rates: Sequence[float], seconds: float = 4.0) -> None:
-    from harness.synthetic_server import ServerProcess
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo: tests/ helpers
     from runners.openai_compat import OpenAICompatConfig, OpenAICompatRunner
+    from tests.synthetic_server import ServerProcess
 
     cpus = sorted(os.sched_getaffinity(0))
     server_cpu, client_cpu = cpus[0], cpus[-1]

@@ -1,7 +1,7 @@
 """Exercise the resource monitor on a real NVIDIA GPU and print what it observed.
 
 Runs where only torch, psutil and nvidia-ml-py exist (no hydra/mlflow): the harness package's
-__init__ is bypassed and only harness.resources (with clock and stats) is loaded.
+__init__ is bypassed and only harness.measure.resources (with clock and stats) is loaded.
 
     python benchmarks/gpu_check_resources.py
 """
@@ -22,7 +22,7 @@ sys.modules["harness"] = pkg
 
 import torch  # noqa: E402
 
-from harness.resources import ResourceMonitor, throttle_flags, window_metrics  # noqa: E402
+from harness.measure.resources import ResourceMonitor, throttle_flags, window_metrics  # noqa: E402
 
 GIB = 2**30
 

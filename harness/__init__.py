@@ -4,7 +4,8 @@ Run it with ``python -m harness +sweep=NAME``. The names below are the stable Py
 importing this package never imports an inference runtime or MLflow.
 """
 
-from harness.config import (
+from harness.config.errors import UserError
+from harness.config.schema import (
     HardwareConfig,
     HarnessConfig,
     MethodConfig,
@@ -16,11 +17,11 @@ from harness.config import (
     WorkloadConfig,
     register_configs,
 )
-from harness.errors import UserError
-from harness.events import RepetitionInfo, RequestRecord, read_log
-from harness.matrix import Cell, cell_key
-from harness.metrics import ESTIMATOR_VERSION, derive
-from harness.result import (
+from harness.metrics.derive import ESTIMATOR_VERSION, derive
+from harness.metrics.stats import percentile, summarize
+from harness.plan.matrix import Cell, cell_key
+from harness.results.events import RepetitionInfo, RequestRecord, read_log
+from harness.results.result import (
     SCHEMA_VERSION,
     ArtifactInfo,
     CellResult,
@@ -28,7 +29,6 @@ from harness.result import (
     Status,
     load_result,
 )
-from harness.stats import percentile, summarize
 
 __all__ = [
     "ESTIMATOR_VERSION",

@@ -14,10 +14,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from harness.config import register_configs
-from harness.errors import UserError
-from harness.hydra_errors import one_line
-from harness.launch import exit_code, run_task, user_error
+from harness.config.errors import UserError
+from harness.config.hydra_errors import one_line
+from harness.config.schema import register_configs
+from harness.sweep.launch import exit_code, run_task, user_error
 from runners import UnknownRunnerError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"

@@ -22,20 +22,20 @@ from typing import Any
 
 import psutil
 
-from harness.artifacts import ArtifactCache, Step
-from harness.assemble import assemble
-from harness.clock import now_ns, seconds
-from harness.config import HarnessConfig, from_container, to_container
-from harness.equivalence import settings as effective_settings
-from harness.evaluate import EvalOutput, EvalTask, FidelityInputs, run_eval
-from harness.events import EVENTS_DIR
-from harness.measure import Session
-from harness.metadata import environment, gpu_info, usable_cpus
-from harness.quantize import materialize
-from harness.resources import ResourceMonitor, to_jsonl
-from harness.result import ArtifactInfo, CellResult, Status, dump_result
-from harness.result import write_json_atomic as write_json
-from harness.suites import load_suite
+from harness.artifacts.cache import ArtifactCache, Step
+from harness.artifacts.quantize import materialize
+from harness.config.schema import HarnessConfig, from_container, to_container
+from harness.measure.assemble import assemble
+from harness.measure.metadata import environment, gpu_info, usable_cpus
+from harness.measure.resources import ResourceMonitor, to_jsonl
+from harness.measure.session import Session
+from harness.metrics.equivalence import settings as effective_settings
+from harness.quality.evaluate import EvalOutput, EvalTask, FidelityInputs, run_eval
+from harness.quality.suites import load_suite
+from harness.results.clock import now_ns, seconds
+from harness.results.events import EVENTS_DIR
+from harness.results.result import ArtifactInfo, CellResult, Status, dump_result
+from harness.results.result import write_json_atomic as write_json
 from runners import LoadSpec, Runner, get_runner
 
 CELL_FILE, ARTIFACT_FILE, RESULT_FILE, EVENTS_FILE, ENV_FILE, RESOURCES_FILE = (

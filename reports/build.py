@@ -14,8 +14,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from harness.decision_config import DecisionConfig
-from harness.runs import REPORT_DIR, RunData, SweepData, SweepStore
+from harness.config.decision import DecisionConfig
+from harness.tracking.store import REPORT_DIR, RunData, SweepData, SweepStore
 from reports import html, markdown, plots
 from reports.decide import Recommendation, recommend
 from reports.diff import SweepDiff, diff

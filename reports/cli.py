@@ -17,9 +17,9 @@ from pathlib import Path
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.config import TrackingConfig
-from harness.decision_config import DecisionConfig
-from harness.errors import UserError, choice_error
+from harness.config.decision import DecisionConfig
+from harness.config.errors import UserError, choice_error
+from harness.config.schema import TrackingConfig
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 EXIT_USAGE, EXIT_REGRESSION = 2, 3
@@ -85,7 +85,9 @@ def parse(argv: Sequence[str]) -> ReportArgs:
 
 
 def run(args: ReportArgs) -> int:
-    from harness.runs import SweepStore  # MLflow loads here, after the arguments are checked
+    from harness.tracking.store import (
+        SweepStore,  # MLflow loads here, after the arguments are checked
+    )
     from reports.build import DECISION_TAG, build
 
     store = SweepStore(args.tracking)

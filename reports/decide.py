@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness.decision_config import DecisionConfig
+from harness.config.decision import DecisionConfig
 from reports.table import Table
 
 MIB = 2**20

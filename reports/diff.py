@@ -2,7 +2,7 @@
 
 Cells are matched by their cell id (the axis values), so the same matrix measured last week and
 today, or under runtime version A and B, lines up even though the cell keys differ. Each metric
-is compared over the two runs' per-repetition values with `harness.compare.compare`: Welch's
+is compared over the two runs' per-repetition values with `harness.metrics.compare.compare`: Welch's
 t-test, a bootstrap CI of the ratio, and `better` / `worse` only when p < 0.05 and the change is
 at least 2 % (docs/metrics.md, "Comparing two cells or runs"). The nightly job reuses `diff`.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from harness.compare import Comparison, compare
-from harness.runs import RunData
+from harness.metrics.compare import Comparison, compare
+from harness.tracking.store import RunData
 
 # metric (logged per repetition as rep.<name>), higher is better
 METRICS: tuple[tuple[str, bool], ...] = (

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from harness.runs import RunData, SweepData
+from harness.tracking.store import RunData, SweepData
 from reports.columns import ALL, Column, points, present
 from reports.decide import Recommendation, Scenario
 from reports.diff import SweepDiff, diff_markdown

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.events import Phase, RequestRecord, read_log
-from harness.metrics import e2e_s, itl_token_s, ttft_s
-from harness.stats import min_samples_for
+from harness.metrics.derive import e2e_s, itl_token_s, ttft_s
+from harness.metrics.stats import min_samples_for
+from harness.results.events import Phase, RequestRecord, read_log
 
 RESAMPLES = 2000
 SERIES: dict[str, Callable[[RequestRecord], list[float]]] = {

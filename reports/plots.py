@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
 
-from harness.stats import min_samples_for
+from harness.metrics.stats import min_samples_for
 from reports.pareto import pareto_front, staircase
 
 Floats = np.ndarray[Any, np.dtype[np.float64]]

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness.cost import per_million
-from harness.decision_config import DecisionConfig, MemoryOf
-from harness.runs import RunData
+from harness.config.decision import DecisionConfig, MemoryOf
+from harness.metrics.cost import per_million
+from harness.tracking.store import RunData
 from reports.latency import SeriesStats
 
 AXES = ("model", "method", "precision", "runtime", "hardware", "workload")

@@ -24,7 +24,7 @@ class MemoryPolicy:
     """How a runtime, as configured, takes memory: what the fit planner (harness/footprint.py)
     needs to predict it before anything loads. None fields mean "as the workload needs"."""
 
-    engine: str  # the support matrix's name for the engine (harness/data/support.yaml)
+    engine: str  # the support matrix's name for the engine (harness/feasibility/support.yaml)
     context: int | None = None  # KV tokens reserved per sequence (None: prompt + output)
     sequences: int | None = None  # sequences KV is reserved for (None: the workload's)
     kv_dtypes: tuple[str, str] | None = None  # K and V element types (None: compute dtype)

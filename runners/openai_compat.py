@@ -339,7 +339,7 @@ class OpenAICompatRunner:
         return info
 
     def generation_settings(self) -> dict[str, str]:
-        """In the words the in-process runners use for the same behaviour (harness.equivalence),
+        """In the words the in-process runners use for the same behaviour (the equivalence check),
         plus how this client asks for it."""
         c, profile = self.config, PROFILES.get(self.config.launch or "")
         chat = "applied by the server (chat API)"

@@ -1,6 +1,6 @@
 """Generate the shipped offline eval suite "core" (stdlib only, deterministic byte for byte).
 
-    python scripts/make_eval_suites.py            # rewrite harness/data/evals/core/
+    python scripts/make_eval_suites.py            # rewrite harness/quality/evals/core/
     python scripts/make_eval_suites.py --check    # regenerate in a temp dir; exit 1 on drift
     python scripts/make_eval_suites.py --out DIR  # write somewhere else
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 SUITE, VERSION, SEED, ITEMS_PER_SLICE = "core", "1", 20250105, 200
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "harness" / "data" / "evals" / SUITE
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "harness" / "quality" / "evals" / SUITE
 TEXT_CHARS = 40_000  # corpus.txt and calibration.txt are each at least this long
 
 Item = dict[str, Any]

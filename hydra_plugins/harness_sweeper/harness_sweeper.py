@@ -1,9 +1,9 @@
 """Hydra sweeper that expands the matrix in the parent and launches only runnable cells.
 
 Hydra only instantiates plugins from the ``hydra_plugins`` namespace package, so this thin
-class lives here and delegates to ``harness.launch.run_sweep``. Unlike BasicSweeper it plans
+class lives here and delegates to ``harness.sweep.launch.run_sweep``. Unlike BasicSweeper it plans
 every cell before launching any (skips, resume, progress, one parent run) and a failing cell
-never ends the sweep. Its config is registered by ``harness.config.register_configs``.
+never ends the sweep. Its config is registered by ``harness.config.schema.register_configs``.
 """
 
 # No `from __future__ import annotations`: Hydra's plugin scan executes this module without
@@ -52,7 +52,7 @@ class HarnessSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from harness.launch import run_sweep
+        from harness.sweep.launch import run_sweep
 
         assert self.config is not None and self.hydra_context is not None
         run_sweep(

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.artifacts import ArtifactCache
-from harness.config import EvalConfig, EvalLevel, GateSpec
-from harness.evaluate import BASELINE, VARIANT, EvalTask, FidelityInputs, run_eval
-from harness.gguf_file import read_table
-from harness.quality import compare
-from harness.quantize import materialize, plan
-from harness.suites import load_suite
+from harness.artifacts.cache import ArtifactCache
+from harness.artifacts.gguf_file import read_table
+from harness.artifacts.quantize import materialize, plan
+from harness.config.schema import EvalConfig, EvalLevel, GateSpec
+from harness.quality.evaluate import BASELINE, VARIANT, EvalTask, FidelityInputs, run_eval
+from harness.quality.gate import compare
+from harness.quality.suites import load_suite
 from runners import Completion, LoadSpec
 from runners.llama_cpp import LlamaCppConfig, LlamaCppRunner
 from tests.conftest import mlflow_runs

@@ -18,7 +18,7 @@ def test_two_cell_real_sweep(harness_cli: HarnessRun, model_cache: Path, tmp_pat
     r = harness_cli(*ARGS, cache_dir=model_cache, timeout=900, env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert r.returncode == 0, r.stderr + r.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if "|" in line}
-    assert "mlflow" in imported and "harness.orchestrator" in imported
+    assert "mlflow" in imported and "harness.sweep.orchestrator" in imported
     assert not {m for m in imported if m.split(".")[0] == "llama_cpp"}, (
         "the parent imported llama_cpp"
     )

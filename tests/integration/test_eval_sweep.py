@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from harness.suites import load_suite
+from harness.quality.suites import load_suite
 from tests.conftest import HarnessRun, fake_cell, mlflow_runs
 
 SWEEP = "+sweep=fake_eval"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from harness.compare import compare_runs
-from harness.events import read_log
+from harness.metrics.compare import compare_runs
+from harness.results.events import read_log
 from tests.conftest import HarnessRun, mlflow_runs
 
 SWEEP = "+sweep=fake_matrix"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UserError
-from harness.interpreter import dist_versions, executable
+from harness.config.errors import UserError
+from harness.plan.interpreter import dist_versions, executable
 from tests.conftest import HarnessRun, mlflow_runs
 
 ROOT = Path(__file__).resolve().parents[2]

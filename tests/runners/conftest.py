@@ -38,8 +38,8 @@ def hf_checkpoint(smollm_gguf: Path) -> Path:
     ~/.cache/harness-tests/hf-<first 16 hex of the GGUF's sha256>/ and reused. It is built in
     a temporary sibling and renamed, so a killed run leaves nothing half-written."""
     pytest.importorskip("transformers")
-    from harness.artifacts import sha256_file
-    from harness.hf_checkpoint import gguf_to_hf
+    from harness.artifacts.cache import sha256_file
+    from harness.artifacts.hf_checkpoint import gguf_to_hf
 
     final = HF_CACHE / f"hf-{sha256_file(smollm_gguf)[:16]}"
     if all((final / name).is_file() for name in HF_FILES):

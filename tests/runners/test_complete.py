@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from harness.artifacts import ArtifactCache
-from harness.gguf_file import read_table
-from harness.quantize import materialize, plan
-from harness.synthetic_server import ServerProcess
+from harness.artifacts.cache import ArtifactCache
+from harness.artifacts.gguf_file import read_table
+from harness.artifacts.quantize import materialize, plan
 from runners import Completion, LoadSpec, Request, TextCompletion, get_runner
 from runners.hf import HFConfig, HFRunner
 from runners.llama_cpp import LlamaCppConfig, LlamaCppRunner
 from runners.openai_compat import OpenAICompatConfig, OpenAICompatRunner
+from tests.synthetic_server import ServerProcess
 
 QUESTION = "What is the capital of France?"
 RAW = "The capital of France is"

@@ -16,10 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.config import LoadMode, WorkloadConfig
-from harness.equivalence import RUNNER_KEYS
-from harness.events import CountSource, RequestRecord
-from harness.loadgen import build_requests, pattern_for, run_repetition
+from harness.config.schema import LoadMode, WorkloadConfig
+from harness.measure.loadgen import build_requests, pattern_for, run_repetition
+from harness.metrics.equivalence import RUNNER_KEYS
+from harness.results.events import CountSource, RequestRecord
 from runners import LoadSpec, Runner, get_runner
 
 PROMPTS = [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.hf_checkpoint import describe_checkpoint
+from harness.artifacts.hf_checkpoint import describe_checkpoint
 from runners import LoadSpec, Request, get_runner
 from runners.hf import SUPPORT, HFConfig, HFRunner
 

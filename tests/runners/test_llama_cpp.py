@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.artifacts import ArtifactCache
-from harness.gguf_file import read_table
-from harness.quantize import materialize, plan
+from harness.artifacts.cache import ArtifactCache
+from harness.artifacts.gguf_file import read_table
+from harness.artifacts.quantize import materialize, plan
 from runners import LoadSpec, Request, get_runner
 from runners.llama_cpp import FTYPES, LlamaCppConfig
 

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.artifacts import ArtifactCache
-from harness.fidelity import fidelity
-from harness.gguf_file import read_table
-from harness.quantize import materialize, plan
-from harness.suites import load_suite
+from harness.artifacts.cache import ArtifactCache
+from harness.artifacts.gguf_file import read_table
+from harness.artifacts.quantize import materialize, plan
+from harness.quality.fidelity import fidelity
+from harness.quality.suites import load_suite
 from runners import LoadSpec, LogitsAccess, Request, get_runner
 from runners.hf import HFConfig
 from runners.llama_cpp import LlamaCppConfig

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from harness.synthetic_server import ServerProcess
 from runners import AsyncStreaming, Delta, LoadSpec, Request, Runner, get_runner
 from runners.openai_compat import OpenAICompatConfig, OpenAICompatRunner
 from runners.sse import ChunkCounter, SSEDecoder
+from tests.synthetic_server import ServerProcess
 
 KEY_ENV = "HARNESS_TEST_OPENAI_KEY"
 KEY = "sk-test-9f8e7d6c5b4a"

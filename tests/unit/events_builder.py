@@ -1,6 +1,6 @@
 """Hand-built request records for estimator tests (times in milliseconds)."""
 
-from harness.events import RequestRecord
+from harness.results.events import RequestRecord
 
 MS = 1_000_000
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.artifacts import ArtifactCache, Step, content_key, locate_source, sha256_file
-from harness.config import ModelSource
-from harness.errors import UserError
-from harness.gguf_file import read_table
-from harness.quantize import DEQUANTIZE, QUANTIZE, describe, materialize, plan
+from harness.artifacts.cache import ArtifactCache, Step, content_key, locate_source, sha256_file
+from harness.artifacts.gguf_file import read_table
+from harness.artifacts.quantize import DEQUANTIZE, QUANTIZE, describe, materialize, plan
+from harness.config.errors import UserError
+from harness.config.schema import ModelSource
 
 
 def step(key: str) -> Step:

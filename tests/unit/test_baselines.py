@@ -10,10 +10,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
-from harness.baselines import attach, baseline_overrides
-from harness.config import EvalConfig, EvalLevel, HarnessConfig, register_configs
-from harness.errors import UserError
-from harness.matrix import Cell
+from harness.config.errors import UserError
+from harness.config.schema import EvalConfig, EvalLevel, HarnessConfig, register_configs
+from harness.plan.matrix import Cell
+from harness.sweep.baselines import attach, baseline_overrides
 
 WHERE = "sqlite:///tmp/mlflow.db"
 CONF = str(Path(__file__).resolve().parents[2] / "conf")

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from harness.compare import Comparison, bootstrap_ratio_ci95, compare, format_comparison
+from harness.metrics.compare import Comparison, bootstrap_ratio_ci95, compare, format_comparison
 
 A = [10.0, 12.0, 14.0]  # mean 12, s^2 = 4
 B = [15.0, 17.0, 19.0, 21.0]  # mean 18, s^2 = 20/3

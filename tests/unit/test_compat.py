@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from harness.compat import missing_reason, required_packages, skip_reason
-from harness.config import HarnessConfig, register_configs
-from harness.plan import to_typed
+from harness.config.schema import HarnessConfig, register_configs
+from harness.feasibility.compat import missing_reason, required_packages, skip_reason
+from harness.plan.cells import to_typed
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 

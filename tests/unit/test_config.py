@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from harness.config import (
+from harness.config.errors import UserError
+from harness.config.schema import (
     HarnessConfig,
     LoadMode,
     WorkloadConfig,
@@ -11,8 +12,7 @@ from harness.config import (
     register_configs,
     to_container,
 )
-from harness.errors import UserError
-from harness.plan import to_typed
+from harness.plan.cells import to_typed
 from runners.llama_cpp import LlamaCppConfig
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")

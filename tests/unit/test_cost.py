@@ -1,7 +1,7 @@
 import pytest
 
-from harness.config import CostConfig, HardwareConfig
-from harness.cost import costs, per_million
+from harness.config.schema import CostConfig, HardwareConfig
+from harness.metrics.cost import costs, per_million
 
 
 def hw(price: float | None = 2.0) -> HardwareConfig:

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from harness.decision_config import DecisionConfig, LatencySlo, MemoryOf, PriceOverride
-from harness.runs import RunData
+from harness.config.decision import DecisionConfig, LatencySlo, MemoryOf, PriceOverride
+from harness.tracking.store import RunData
 from reports.decide import recommend
 from reports.table import build, short_names
 

@@ -1,4 +1,4 @@
-from harness.equivalence import differences, measured_settings
+from harness.metrics.equivalence import differences, measured_settings
 from tests.unit.events_builder import rec
 
 

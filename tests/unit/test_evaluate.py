@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from harness.config import EvalConfig, EvalLevel
-from harness.evaluate import (
+from harness.config.schema import EvalConfig, EvalLevel
+from harness.quality.evaluate import (
     BASELINE,
     EVAL_DIR,
     FIDELITY_FILE,
@@ -33,10 +33,10 @@ from harness.evaluate import (
     select_items,
     summarize,
 )
-from harness.quality import compare
-from harness.reference import reference_path
-from harness.scorecard import Verdict
-from harness.suites import EvalItem, Suite, load_suite
+from harness.quality.gate import compare
+from harness.quality.reference import reference_path
+from harness.quality.scorecard import Verdict
+from harness.quality.suites import EvalItem, Suite, load_suite
 from runners.base import Capabilities, Completion, LoadSpec
 from runners.fake import FakeConfig, FakeRunner
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.fidelity import (
+from harness.quality.fidelity import (
     CHUNK_TOKENS,
     FIDELITY_VERSION,
     Fidelity,

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from harness.config import register_configs
-from harness.errors import UserError
-from harness.footprint import predict
-from harness.memory import FitStatus
-from harness.plan import to_typed
-from harness.prune import judge
+from harness.config.errors import UserError
+from harness.config.schema import register_configs
+from harness.feasibility.footprint import predict
+from harness.feasibility.memory import FitStatus
+from harness.feasibility.verdict import judge
+from harness.plan.cells import to_typed
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 GIB = 2**30

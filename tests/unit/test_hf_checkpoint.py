@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.hf_checkpoint import InvalidCheckpointError, describe_checkpoint, gguf_to_hf
+from harness.artifacts.hf_checkpoint import InvalidCheckpointError, describe_checkpoint, gguf_to_hf
 
 
 def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int], int]]) -> int:
@@ -86,6 +86,6 @@ def test_gguf_to_hf_rejects_unknown_dtype_before_importing(tmp_path: Path) -> No
 def test_module_imports_no_runtime() -> None:
     import subprocess
 
-    code = "import sys, harness.hf_checkpoint; print('torch' in sys.modules)"
+    code = "import sys, harness.artifacts.hf_checkpoint; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

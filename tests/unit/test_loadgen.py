@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import LoadMode, WorkloadConfig
-from harness.events import Phase, read_log
-from harness.loadgen import build_requests, inter_arrivals, pattern_for, run_repetition
-from harness.measure import Session, engine_deltas, search_rate
-from harness.metrics import send_lag_s, ttft_s
-from harness.synthetic_server import ServerProcess
+from harness.config.schema import LoadMode, WorkloadConfig
+from harness.measure.loadgen import build_requests, inter_arrivals, pattern_for, run_repetition
+from harness.measure.session import Session, engine_deltas, search_rate
+from harness.metrics.derive import send_lag_s, ttft_s
+from harness.results.events import Phase, read_log
 from runners import LoadSpec
 from runners.fake import FakeConfig, FakeRunner
 from runners.openai_compat import OpenAICompatConfig, OpenAICompatRunner
+from tests.synthetic_server import ServerProcess
 
 PROMPTS = ["one two three", "four five six seven"]
 

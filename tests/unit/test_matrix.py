@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from harness.config import register_configs
-from harness.matrix import cell_id, cell_key, expand, flatten, sweep_id
-from harness.plan import to_typed
+from harness.config.schema import register_configs
+from harness.plan.cells import to_typed
+from harness.plan.matrix import cell_id, cell_key, expand, flatten, sweep_id
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 PRECISIONS = ["f16", "q8_0", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k"]

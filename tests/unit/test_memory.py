@@ -3,7 +3,7 @@ published configs)."""
 
 import pytest
 
-from harness.memory import (
+from harness.feasibility.memory import (
     GIB,
     Architecture,
     FitStatus,

@@ -1,6 +1,6 @@
 import pytest
 
-from harness.metrics import (
+from harness.metrics.derive import (
     derive,
     e2e_s,
     itl_chunk_s,

@@ -2,7 +2,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.process import run_process
+from harness.sweep.process import run_process
 
 PY = sys.executable
 

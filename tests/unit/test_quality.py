@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from harness.config import EvalConfig, EvalLevel, GateSpec, SliceGateSpec
-from harness.errors import UserError
-from harness.evaluate import EVAL_DIR, ITEMS_FILE, SETTINGS_FILE, select_items, settings
-from harness.quality import CARD_JSON, CARD_MD, check_config, compare, dataset_lineage
-from harness.scorecard import SCORECARD_VERSION, Verdict
-from harness.suites import load_suite
+from harness.config.errors import UserError
+from harness.config.schema import EvalConfig, EvalLevel, GateSpec, SliceGateSpec
+from harness.quality.evaluate import EVAL_DIR, ITEMS_FILE, SETTINGS_FILE, select_items, settings
+from harness.quality.gate import CARD_JSON, CARD_MD, check_config, compare, dataset_lineage
+from harness.quality.scorecard import SCORECARD_VERSION, Verdict
+from harness.quality.suites import load_suite
 from runners.base import LoadSpec
 from runners.fake import FakeConfig, FakeRunner
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.reference import (
+from harness.quality.reference import (
     REFERENCE_VERSION,
     read_reference,
     reference_key,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.errors import UserError
-from harness.runs import RunData, SweepData
+from harness.config.errors import UserError
+from harness.tracking.store import RunData, SweepData
 from reports import html, markdown
 from reports.cli import parse
 from reports.decide import recommend

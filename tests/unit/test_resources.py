@@ -15,9 +15,9 @@ from typing import Any
 import psutil
 import pytest
 
-from harness import resources
-from harness.metadata import gpu_info
-from harness.resources import (
+from harness.measure import resources
+from harness.measure.metadata import gpu_info
+from harness.measure.resources import (
     GPU_METRICS,
     Mark,
     ResourceLog,

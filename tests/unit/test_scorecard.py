@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from harness.scorecard import (
+from harness.quality.scorecard import (
     CI_BOOTSTRAP,
     CI_ENVELOPE,
     CI_NONE,

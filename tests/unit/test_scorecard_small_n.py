@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from harness.scorecard import (
+from harness.quality.scorecard import (
     CI_BOOTSTRAP,
     CI_ENVELOPE,
     GateConfig,

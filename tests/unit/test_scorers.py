@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from harness.scorers import (
+from harness.quality.scorers import (
     SCORER_VERSIONS,
     ChoiceLogprobs,
     check_constraint,
@@ -20,7 +20,7 @@ from harness.scorers import (
     score_long_context,
     score_multiple_choice,
 )
-from harness.suites import Suite, load_suite
+from harness.quality.suites import Suite, load_suite
 
 ARITH = {"id": "a", "answer": 1234}
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.stats import (
+from harness.metrics.stats import (
     instability,
     mad,
     median,

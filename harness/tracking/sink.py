@@ -1,0 +1,281 @@
+"""Result sinks. The only module that imports mlflow (it takes seconds to import).
+
+The parent process logs every run here after the worker finished; workers never talk to
+MLflow. A child run is created, filled, and only then marked FINISHED, so a sweep killed in
+the middle of logging leaves a RUNNING run that the next resume marks KILLED and redoes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ParamSpec, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from harness.config.errors import UserError
+from harness.config.schema import TrackingBackend, TrackingConfig
+from harness.tracking.record import SETTINGS_PREFIX, RunRecord
+
+FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
+# run id, metrics, effective generation settings of a finished cell run
+FinishedCell = tuple[str, dict[str, float], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """A finished baseline cell as a variant needs it: its tags and its eval files."""
+
+    run_id: str
+    tags: dict[str, str]
+    eval_dir: Path  # local copy of the run's eval/ artifacts (empty when it has none)
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class TrackingError(UserError):
+    """The tracking store failed mid-sweep: one line, not a traceback."""
+
+
+def _guarded(method: Callable[P, T]) -> Callable[P, T]:
+    """MLflow errors -> TrackingError naming the store; finished runs are already logged."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return method(*args, **kwargs)
+        except (MlflowException, OSError) as e:
+            sink = args[0]
+            where = sink.describe() if isinstance(sink, MlflowSink) else "MLflow"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TrackingError(
+                f"tracking store {where} failed: {first}; runs logged before this are kept"
+            ) from None
+
+    return wrapper
+
+
+class ResultSink(Protocol):
+    def open_sweep(self, sweep_id: str, record: RunRecord) -> str: ...
+    def finished_cells(self, keys: list[str]) -> dict[str, FinishedCell]: ...
+    def log_run(self, record: RunRecord, parent_id: str | None, status: str) -> str: ...
+    def fetch_baseline(self, key: str, dest: Path) -> BaselineRun | None: ...
+    def close_sweep(
+        self, run_id: str, status: str, files: list[Path], tags: dict[str, str] | None = None
+    ) -> None: ...
+    def describe(self) -> str: ...
+
+
+def redact(uri: str) -> str:
+    """Drop user:password from a URI before printing or logging it."""
+    parts = urlsplit(uri)
+    if parts.password is None and parts.username is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def resolve_uri(cfg: TrackingConfig) -> str:
+    """Absolute SQLite URIs (MLflow would resolve a relative one against a later cwd); checks
+    that the location is usable before any cell runs."""
+    uri = cfg.uri
+    if cfg.backend is TrackingBackend.sqlite:
+        if not uri.startswith("sqlite:///"):
+            raise UserError(f"tracking.uri={uri} is not a SQLite URI (sqlite:///path/to/file.db)")
+        path = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
+        parent = path.parent
+        if not parent.is_dir():
+            raise UserError(f"tracking.uri={uri}: directory {parent} does not exist")
+        target = path if path.exists() else parent
+        if not os.access(target, os.W_OK):
+            raise UserError(f"tracking.uri={uri}: {target} is not writable")
+        return f"sqlite:///{path}"
+    if not uri.startswith(("http://", "https://")):
+        raise UserError(f"tracking.uri={redact(uri)} must be http(s)://host:port for a server")
+    _check_server(uri)
+    return uri
+
+
+def _check_server(uri: str, timeout_s: float = 5.0) -> None:
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as r:
+            if r.status != 200:
+                raise UserError(f"tracking.uri={redact(uri)}: /health answered {r.status}")
+    except urllib.error.HTTPError as e:
+        raise UserError(f"tracking.uri={redact(uri)}: /health answered {e.code}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(
+            f"tracking.uri={redact(uri)}: MLflow server unreachable ({reason})"
+        ) from None
+
+
+class MlflowSink:
+    def __init__(self, cfg: TrackingConfig) -> None:
+        self.uri = resolve_uri(cfg)
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before mlflow is imported
+        # MLflow's HTTP client retries 7 times with backoff 2 (minutes) before giving up on a
+        # dead server; a few seconds of retries is enough to ride out a blip.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        # a baseline's eval files are fetched per variant: no progress bars in the sweep's output
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        for chatty in ("alembic", "mlflow.store.db.utils"):  # schema creation chatter
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.experiment_id = self._experiment(cfg.experiment)
+
+    def describe(self) -> str:
+        return redact(self.uri)
+
+    @_guarded
+    def _experiment(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return str(exp.experiment_id)
+        location = None
+        if self.uri.startswith("sqlite:///"):
+            db = Path(self.uri.removeprefix("sqlite:///"))
+            location = (db.parent / "mlartifacts" / name).as_uri()
+        return str(self.client.create_experiment(name, artifact_location=location))
+
+    def _search(self, filter_string: str) -> list[object]:
+        runs: list[object] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string, max_results=1000, page_token=token
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    @_guarded
+    def open_sweep(self, sweep_id: str, record: RunRecord) -> str:
+        found = self._search(
+            f"tags.`harness.kind` = 'sweep' and tags.`harness.sweep_id` = '{sweep_id}'"
+        )
+        if found:
+            run_id = str(found[0].info.run_id)  # type: ignore[attr-defined]
+            self.client.update_run(run_id, status="RUNNING")
+            self._kill_stale_children(run_id)
+            return run_id
+        return self._create(record, parent_id=None)
+
+    def _kill_stale_children(self, parent_id: str) -> None:
+        stale = self._search(
+            f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"
+        )
+        for run in stale:
+            run_id = run.info.run_id  # type: ignore[attr-defined]
+            self.client.set_tag(run_id, "harness.status", "interrupted")
+            self.client.set_terminated(run_id, status=KILLED)
+
+    @_guarded
+    def finished_cells(self, keys: list[str]) -> dict[str, FinishedCell]:
+        """cell key -> (run id, metrics, settings) of the newest FINISHED run (ok, invalid,
+        skipped)
+        for each of ``keys``. One indexed query per key (MLflow has no IN for tags), so the
+        cost follows the sweep's size, not the history of the store."""
+        out = {}
+        for key in dict.fromkeys(keys):
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                f"tags.`harness.cell_key` = '{key}' and attributes.status = 'FINISHED'",
+                max_results=1,
+                order_by=["attributes.start_time DESC"],
+            )
+            if runs:
+                data = runs[0].data
+                settings = {
+                    k.removeprefix(SETTINGS_PREFIX): v
+                    for k, v in data.params.items()
+                    if k.startswith(SETTINGS_PREFIX)
+                }
+                out[key] = (str(runs[0].info.run_id), dict(data.metrics), settings)
+        return out
+
+    @_guarded
+    def fetch_baseline(self, key: str, dest: Path) -> BaselineRun | None:
+        """The newest finished run with cell key ``key``, its eval/ files copied into ``dest``."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`harness.cell_key` = '{key}' and attributes.status = 'FINISHED'",
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        if not runs:
+            return None
+        run_id = str(runs[0].info.run_id)
+        dest.mkdir(parents=True, exist_ok=True)
+        names = {f.path for f in self.client.list_artifacts(run_id)}
+        if "eval" in names:
+            self.client.download_artifacts(run_id, "eval", str(dest))
+        return BaselineRun(run_id, dict(runs[0].data.tags), dest / "eval")
+
+    def _log_datasets(self, run_id: str, datasets: list[dict[str, str]]) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [
+            DatasetInput(
+                Dataset(d["name"], d["digest"], d["source_type"], d["source"], None, d["profile"]),
+                [InputTag("mlflow.data.context", d["context"])],
+            )
+            for d in datasets
+        ]
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
+
+    def _create(self, record: RunRecord, parent_id: str | None) -> str:
+        from mlflow.entities import Metric, Param
+
+        tags = dict(record.tags)
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=record.name, tags=tags)
+        run_id = str(run.info.run_id)
+        now = int(time.time() * 1000)
+        # log_batch takes at most 100 params and 1000 entities per call
+        params = [Param(k, v) for k, v in record.params.items()]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(run_id, params=params[i : i + 100])
+        metrics = [Metric(k, v, now, step) for k, v, step in record.metrics]
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
+        self._log_datasets(run_id, record.datasets)
+        for path in record.files:
+            if path.is_dir():
+                self.client.log_artifacts(run_id, str(path), artifact_path=path.name)
+            elif path.is_file():
+                self.client.log_artifact(run_id, str(path))
+        return run_id
+
+    @_guarded
+    def log_run(self, record: RunRecord, parent_id: str | None, status: str) -> str:
+        run_id = self._create(record, parent_id)
+        self.client.set_terminated(run_id, status=status)
+        return run_id
+
+    @_guarded
+    def close_sweep(
+        self, run_id: str, status: str, files: list[Path], tags: dict[str, str] | None = None
+    ) -> None:
+        for key, value in (tags or {}).items():
+            self.client.set_tag(run_id, key, value[:8000])
+        for path in files:
+            self.client.log_artifact(run_id, str(path))
+        self.client.set_terminated(run_id, status=status)

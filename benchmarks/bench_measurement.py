@@ -47,8 +47,9 @@ def cpu_cell_file(precision: str = "q4_k_m") -> Path:
 
     from harness.artifacts.cache import ArtifactCache
     from harness.artifacts.quantize import materialize, plan
-    from harness.config.schema import register_configs
-    from harness.plan.cells import source_of, to_typed
+    from harness.artifacts.source import source_of
+    from harness.config.convert import to_typed
+    from harness.config.register import register_configs
 
     register_configs()
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
@@ -63,7 +64,7 @@ def fidelity() -> float:
     """Returns the measured ITL p50 of the cell (seconds), for the overhead figure."""
     from hydra import compose, initialize_config_dir
 
-    from harness.config.schema import register_configs
+    from harness.config.register import register_configs
     from harness.measure.assemble import Assembled, engine_check
     from runners.llama_cpp import LlamaCppConfig, LlamaCppRunner
 

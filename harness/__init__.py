@@ -5,6 +5,7 @@ importing this package never imports an inference runtime or MLflow.
 """
 
 from harness.config.errors import UserError
+from harness.config.register import register_configs
 from harness.config.schema import (
     HardwareConfig,
     HarnessConfig,
@@ -15,11 +16,11 @@ from harness.config.schema import (
     RunControl,
     TrackingConfig,
     WorkloadConfig,
-    register_configs,
 )
 from harness.metrics.derive import ESTIMATOR_VERSION, derive
 from harness.metrics.stats import percentile, summarize
-from harness.plan.matrix import Cell, cell_key
+from harness.plan.cell import Cell
+from harness.plan.matrix import cell_key
 from harness.results.events import RepetitionInfo, RequestRecord, read_log
 from harness.results.result import (
     SCHEMA_VERSION,

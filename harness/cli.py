@@ -12,32 +12,36 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from hydra.core.plugins import Plugins
 
 from harness.config.errors import UserError
 from harness.config.hydra_errors import one_line
-from harness.config.schema import register_configs
-from harness.sweep.launch import exit_code, run_task, user_error
+from harness.config.register import register_configs
+from harness.sweep.launch import HarnessTask
+from hydra_plugins.harness_sweeper.harness_sweeper import HarnessSweeper
 from runners import UnknownRunnerError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 EXIT_CONFIG_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def _task(cfg: DictConfig) -> object:
-    return run_task(cfg)
+def register() -> None:
+    """The config schemas, and the sweeper plugin: Hydra finds plugins by walking the
+    hydra_plugins namespace, which editable installs hide behind an import hook, so the class
+    is registered directly (works for every install)."""
+    register_configs()
+    Plugins.instance().register(HarnessSweeper)
 
 
 def main() -> None:
     debug = bool(os.environ.get("HYDRA_FULL_ERROR"))
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    register_configs()
+    register()
+    task = HarnessTask()
     try:
-        _task()
-        error = user_error()
-        if error is not None:
-            raise error
+        hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(task)()
+        if task.error is not None:
+            raise task.error
     except KeyboardInterrupt:
         print("harness: interrupted; finished cells are recorded", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
@@ -52,4 +56,4 @@ def main() -> None:
             raise
         print(f"harness: error: {message}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
-    sys.exit(exit_code())
+    sys.exit(task.exit_code)

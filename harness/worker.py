@@ -24,7 +24,8 @@ import psutil
 
 from harness.artifacts.cache import ArtifactCache, Step
 from harness.artifacts.quantize import materialize
-from harness.config.schema import HarnessConfig, from_container, to_container
+from harness.config.convert import from_container, to_container
+from harness.config.schema import HarnessConfig
 from harness.measure.assemble import assemble
 from harness.measure.metadata import environment, gpu_info, usable_cpus
 from harness.measure.resources import ResourceMonitor, to_jsonl
@@ -32,20 +33,18 @@ from harness.measure.session import Session
 from harness.metrics.equivalence import settings as effective_settings
 from harness.quality.evaluate import EvalOutput, EvalTask, FidelityInputs, run_eval
 from harness.quality.suites import load_suite
+from harness.results.cell_dir import (
+    ARTIFACT_FILE,
+    CELL_FILE,
+    ENV_FILE,
+    RESOURCES_FILE,
+    RESULT_FILE,
+)
 from harness.results.clock import now_ns, seconds
-from harness.results.events import EVENTS_DIR
 from harness.results.result import ArtifactInfo, CellResult, Status, dump_result
 from harness.results.result import write_json_atomic as write_json
 from runners import LoadSpec, Runner, get_runner
 
-CELL_FILE, ARTIFACT_FILE, RESULT_FILE, EVENTS_FILE, ENV_FILE, RESOURCES_FILE = (
-    "cell.json",
-    "artifact.json",
-    "result.json",
-    EVENTS_DIR,
-    "environment.json",
-    "resources.jsonl",
-)
 # 10 ms: NVML memory reads cost ~8 µs, and 100 ms polling misses 10 ms allocation spikes.
 SAMPLE_INTERVAL_S = 0.01
 

@@ -16,9 +16,12 @@ from runners.base import (
     Capabilities,
     Completion,
     Delta,
+    Engine,
     LoadSpec,
     LogitsAccess,
     MemoryPolicy,
+    ModelFormat,
+    Quantizer,
     Request,
     Runner,
     RunnerConfig,
@@ -30,15 +33,19 @@ __all__ = [
     "Capabilities",
     "Completion",
     "Delta",
+    "Engine",
     "LoadSpec",
     "LogitsAccess",
     "MemoryPolicy",
+    "ModelFormat",
+    "Quantizer",
     "Request",
     "Runner",
     "RunnerConfig",
     "TextCompletion",
     "UnknownRunnerError",
     "get_runner",
+    "quantizer",
     "runner_names",
 ]
 
@@ -72,3 +79,13 @@ def get_runner(name: str) -> type[Runner]:
     if cls.name != name:
         raise TypeError(f"entry point '{name}' loads a runner named '{cls.name}'")
     return cls  # type: ignore[no-any-return]
+
+
+def quantizer(method: str) -> Quantizer:
+    """The tool that builds quantized files of ``method`` (``gguf``: llama.cpp's quantize);
+    importing it imports no runtime. KeyError for a method no runner quantizes."""
+    if method != "gguf":
+        raise KeyError(f"no runner quantizes files for method {method!r}")
+    from runners.llama_cpp import GGUFQuantizer
+
+    return GGUFQuantizer()

@@ -7,8 +7,9 @@ turns text into token ids and produces token ids. Adapters import their runtime 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
@@ -19,12 +20,35 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 
+class Engine(StrEnum):
+    """The engine a runner configuration drives: the support table's key (harness/feasibility/
+    support.yaml). One name per engine, however it is reached (in process or as a server)."""
+
+    llama_cpp = "llama.cpp"
+    vllm = "vllm"
+    tensorrt_llm = "tensorrt_llm"
+    transformers = "transformers"
+    openai_compatible = "openai_compatible"  # a server run elsewhere: whatever it serves
+    synthetic = "synthetic"  # the FakeRunner: injected numbers, never reported
+
+
+class ModelFormat(StrEnum):
+    """What a runner configuration loads from the artifact cache."""
+
+    gguf = "gguf"  # one GGUF file
+    hf = "hf"  # a Hugging Face checkpoint directory
+
+
+MIB = 2**20
+GIB = 2**30
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryPolicy:
-    """How a runtime, as configured, takes memory: what the fit planner (harness/footprint.py)
-    needs to predict it before anything loads. None fields mean "as the workload needs"."""
+    """How a runtime, as configured, takes memory: what the fit planner (harness/feasibility/
+    footprint.py) needs to predict it before anything loads, as data. None fields mean "as the
+    workload needs"; the byte constants are the runtime's own, each with its source where set."""
 
-    engine: str  # the support matrix's name for the engine (harness/feasibility/support.yaml)
     context: int | None = None  # KV tokens reserved per sequence (None: prompt + output)
     sequences: int | None = None  # sequences KV is reserved for (None: the workload's)
     kv_dtypes: tuple[str, str] | None = None  # K and V element types (None: compute dtype)
@@ -34,6 +58,19 @@ class MemoryPolicy:
     gpu_layers: int | None = None  # layers placed on the GPU (-1 or None: all of them)
     flash_attn: bool = True  # False: the attention scores are materialised (llama.cpp)
     compute_dtype: str | None = None  # dtype of what quantization leaves unquantized
+    # Bytes per activation element (None: the compute dtype's); ggml computes in f32.
+    activation_bytes: float | None = None
+    # Logit rows of one forward pass on a GPU: None: one per sequence in flight; 0: one per
+    # token of the batch (llama.cpp reserves its compute buffer for a full ubatch of outputs);
+    # n: up to n sequences (a server's max_num_seqs).
+    logit_rows: int | None = None
+    offloads_layers: bool = False  # can keep some layers on the host when the GPU is short
+    gpu_reserve_bytes: float = 0.0  # kept on the GPU beyond weights, KV and activations
+    host_base_bytes: float = 280 * MIB  # the worker process's RSS before the model loads
+    host_bytes_per_vocab: float = 0.0  # host tables that grow with the vocabulary
+    # transformers on a CPU: the memory-mapped 16-bit checkpoint is resident while loading
+    # (twice for a method that quantizes at load)
+    load_transient: bool = False
 
 
 @dataclass
@@ -48,20 +85,26 @@ class RunnerConfig:
     name: str = MISSING
     python: str | None = None
 
-    def model_format(self) -> str | None:
-        """The artifact this config loads: ``gguf`` (a file), ``hf`` (a checkpoint directory)
-        or None when the runner needs no local model (a client of a remote server)."""
-        return "gguf"
+    def engine(self) -> Engine:
+        """The engine this configuration drives (the support table's key)."""
+        raise NotImplementedError
+
+    def model_format(self) -> ModelFormat | None:
+        """The artifact this config loads: a GGUF file, an HF checkpoint directory, or None
+        when the runner needs no local model (a client of a remote server)."""
+        return ModelFormat.gguf
 
     def memory_policy(self) -> MemoryPolicy | None:
         """How this configuration takes memory; None: not predictable here (a remote server,
         a synthetic runner)."""
         return None
 
-    def required_packages(self) -> tuple[str, ...]:
-        """Distributions this configuration needs beyond the runner's own ``packages`` (e.g.
-        the server a launch profile starts), checked where the worker runs before launch."""
-        return ()
+    def required_packages(self, method: str) -> dict[str, str]:
+        """Distributions this configuration needs for ``method`` beyond the runner's own
+        ``packages`` (a method's library where the model loads, the server a launch profile
+        starts), each with the command that installs it; checked where the worker runs
+        before anything launches."""
+        return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +115,6 @@ class Capabilities:
     batching: bool
     logits: bool
     gpu_offload: bool
-    devices: frozenset[str]
-    # method -> the precisions this runtime runs it at (e.g. {"gguf": {"q4_k_m", ...}}).
-    support: Mapping[str, frozenset[str]]
     # Only the FakeRunner sets this: its numbers are injected, never measured, never reported.
     synthetic: bool = False
     # Requests the runtime can serve at once: 1 for an in-process single-stream engine, None
@@ -86,20 +126,9 @@ class Capabilities:
     # Takes a fixed share of device memory up front (vLLM, TensorRT-LLM): its peak VRAM is a
     # setting, not a need, and is flagged as such.
     preallocates_memory: bool = False
-    # Loads the model in the worker's own process (False: a client of a server process),
-    # so a method's library (torchao, bitsandbytes) must be importable there.
-    in_process: bool = True
     # Implements ``complete``: generation the way a user calls the model (chat template, stops
     # at end of turn), which quality evals need; benchmark ``stream`` never stops early.
     completion: bool = False
-
-    @property
-    def methods(self) -> frozenset[str]:
-        return frozenset(self.support)
-
-    @property
-    def precisions(self) -> frozenset[str]:
-        return frozenset().union(*self.support.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +180,8 @@ class Runner(Protocol):
     capabilities: ClassVar[Capabilities]
     # Distributions whose versions identify the runtime (read from metadata, never imported).
     packages: ClassVar[tuple[str, ...]]
+    # How to install ``packages`` (e.g. "pip install .[hf]"); None: they come with the harness.
+    install_hint: ClassVar[str | None]
 
     def __init__(self, config: RunnerConfig, spec: LoadSpec) -> None: ...
 
@@ -231,3 +262,17 @@ class AsyncStreaming(Protocol):
 
     def astream(self, request: Request) -> AsyncIterator[Delta]:
         """Yield each chunk as it arrives; the harness stamps the time on receipt."""
+
+
+@runtime_checkable
+class Quantizer(Protocol):
+    """The tool that turns a full-precision model file into a quantized one of its method (the
+    artifact cache runs it in a worker, keyed by what it is and which version made it)."""
+
+    tool: str  # the distribution that does it, e.g. llama-cpp-python
+
+    def type_id(self, precision: str) -> int:
+        """The tool's own number for ``precision`` (e.g. llama.cpp's llama_ftype)."""
+
+    def quantize(self, source: Path, out: Path, precision: str, threads: int) -> None:
+        """Write the quantized file; imports the runtime, so only ever called in a worker."""

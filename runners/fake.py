@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar
 
-from runners.base import Capabilities, Completion, LoadSpec, Request, RunnerConfig
+from runners.base import Capabilities, Completion, Engine, LoadSpec, Request, RunnerConfig
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,6 +43,9 @@ class FakeConfig(RunnerConfig):
     completion_text: str = "#### 0"  # what complete() answers to every prompt
     logit_noise: float = 0.0  # perturbs logprobs(): 0 is the reference distribution
 
+    def engine(self) -> Engine:
+        return Engine.synthetic
+
 
 def _wait_until(due_ns: int) -> None:
     """Sleep to within a millisecond of the deadline, then spin: sleeps overshoot by tens of
@@ -61,13 +64,12 @@ class FakeRunner:
         streaming=True,
         batching=False,
         gpu_offload=False,
-        devices=frozenset({"cpu", "cuda"}),
-        support={"none": frozenset({"native"}), "gguf": frozenset({"f16"})},
         synthetic=True,
         logits=True,
         completion=True,
     )
     packages: ClassVar[tuple[str, ...]] = ()
+    install_hint: ClassVar[str | None] = None
 
     def __init__(self, config: RunnerConfig, spec: LoadSpec) -> None:
         assert isinstance(config, FakeConfig)

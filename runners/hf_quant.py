@@ -20,15 +20,6 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-# method -> the precisions the hf runner runs it at
-SUPPORT: dict[str, frozenset[str]] = {
-    "none": frozenset({"native", "f32", "f16", "bf16"}),
-    "torchao": frozenset({"int8", "int4"}),
-    "bnb": frozenset({"int8", "nf4"}),
-    "gptq": frozenset({"int4", "int8", "native"}),
-    "awq": frozenset({"int4", "int8", "native"}),
-    "compressed_tensors": frozenset({"int4", "int8", "native"}),
-}
 # method -> the distributions it needs besides the runner's own packages
 METHOD_PACKAGES: dict[str, tuple[str, ...]] = {
     "none": (),
@@ -49,12 +40,23 @@ CPU_INT4_NOTE = (
 )
 
 
+# the precisions this loader can build for the methods it applies itself (pre-quantized
+# checkpoints state their own); whether a cell may run at all is the support table's answer
+# (harness/feasibility/support.yaml), checked before any worker starts
+BUILDS: dict[str, frozenset[str]] = {
+    "none": frozenset({"native", *DTYPE_NAMES}),
+    "torchao": frozenset({"int8", "int4"}),
+    "bnb": frozenset({"int8", "nf4"}),
+}
+
+
 def check_supported(method: str, precision: str, device: str, compute_dtype: str) -> None:
-    """Refuse a cell this runner cannot run, before anything is imported or loaded."""
-    if method not in SUPPORT:
-        raise ValueError(f"method={method!r}: the hf runner supports {', '.join(sorted(SUPPORT))}")
-    if precision not in SUPPORT[method]:
-        choices = ", ".join(sorted(SUPPORT[method]))
+    """Refuse what this loader cannot build, before anything is imported or loaded."""
+    if method not in METHOD_PACKAGES:
+        known = ", ".join(sorted(METHOD_PACKAGES))
+        raise ValueError(f"method={method!r}: the hf runner loads {known}")
+    if method in BUILDS and precision not in BUILDS[method]:
+        choices = ", ".join(sorted(BUILDS[method]))
         raise ValueError(f"precision={precision!r} with method={method}: choose one of {choices}")
     if (method, precision, device) == ("torchao", "int4", "cuda") and compute_dtype != "bf16":
         raise ValueError(

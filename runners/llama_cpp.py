@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from runners.base import (
+    MIB,
     Capabilities,
     Completion,
+    Engine,
     LoadSpec,
     MemoryPolicy,
     Request,
@@ -101,20 +104,68 @@ class LlamaCppConfig(RunnerConfig):
                 f"runtime.type_v={self.type_v} (a quantized V cache) needs runtime.flash_attn=true"
             )
 
-    def model_format(self) -> str | None:
-        return "gguf"
+    def engine(self) -> Engine:
+        return Engine.llama_cpp
 
     def memory_policy(self) -> MemoryPolicy:
-        # llama.cpp allocates the KV cache for all n_ctx cells at context creation
-        return MemoryPolicy(
-            engine="llama.cpp",
-            context=self.n_ctx,
-            sequences=1,
-            kv_dtypes=(self.type_k, self.type_v),
-            batch_tokens=self.n_ubatch,
-            gpu_layers=self.n_gpu_layers,
-            flash_attn=self.flash_attn,
+        return llama_cpp_memory(
+            self.n_ctx,
+            (self.type_k, self.type_v),
+            self.n_ubatch,
+            self.n_gpu_layers,
+            self.flash_attn,
         )
+
+
+# Resident memory of a worker process before its model loads, measured on the CPU sweeps
+# (metric rss_before_load_bytes: 47-49 MiB with llama_cpp).
+WORKER_BASE_BYTES = 48 * MIB
+# llama.cpp's host-side tables that scale with the vocabulary (token text, scores, sampler
+# candidates, the output row): ≈ 0.85 KiB per entry, from the 41 MiB left over after weights
+# and KV with SmolLM2's 49,152 tokens on llama-cpp-python 0.3.36.
+BYTES_PER_VOCAB = 870.0
+
+
+def llama_cpp_memory(
+    n_ctx: int, kv: tuple[str, str], n_ubatch: int, n_gpu_layers: int, flash_attn: bool
+) -> MemoryPolicy:
+    """How llama.cpp takes memory, in process or as a server: the KV cache for all ``n_ctx``
+    cells at context creation (llama-server's slots share them), f32 activations, a compute
+    buffer for a full ubatch of output rows, layers that can stay on the host."""
+    return MemoryPolicy(
+        context=n_ctx,
+        sequences=1,
+        kv_dtypes=kv,
+        batch_tokens=n_ubatch,
+        gpu_layers=n_gpu_layers,
+        flash_attn=flash_attn,
+        activation_bytes=4.0,  # ggml computes activations in f32
+        logit_rows=0,
+        offloads_layers=True,
+        host_base_bytes=WORKER_BASE_BYTES,
+        host_bytes_per_vocab=BYTES_PER_VOCAB,
+    )
+
+
+class GGUFQuantizer:
+    """llama.cpp's ``llama_model_quantize`` through llama-cpp-python: method ``gguf``."""
+
+    tool = "llama-cpp-python"
+
+    def type_id(self, precision: str) -> int:
+        return FTYPES[precision]
+
+    def quantize(self, source: Path, out: Path, precision: str, threads: int) -> None:
+        import llama_cpp
+
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = FTYPES[precision]
+        params.nthread = threads
+        rc = llama_cpp.llama_model_quantize(
+            str(source).encode(), str(out).encode(), ctypes.byref(params)
+        )
+        if rc != 0 or not out.is_file():
+            raise RuntimeError(f"llama_model_quantize({precision}) failed with code {rc}")
 
 
 class LlamaCppRunner:
@@ -125,11 +176,10 @@ class LlamaCppRunner:
         batching=False,
         logits=True,
         gpu_offload=True,
-        devices=frozenset({"cpu", "cuda"}),
-        support={"gguf": frozenset(FTYPES), "none": frozenset({"native"})},
         completion=True,
     )
     packages: ClassVar[tuple[str, ...]] = ("llama-cpp-python",)
+    install_hint: ClassVar[str | None] = None  # a dependency of the harness itself
 
     def __init__(self, config: RunnerConfig, spec: LoadSpec) -> None:
         assert isinstance(config, LlamaCppConfig)

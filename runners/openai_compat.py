@@ -22,16 +22,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from runners.base import Capabilities, Completion, Delta, LoadSpec, Request, RunnerConfig
-from runners.llama_cpp import FTYPES
 from runners.openai_sync import APIS, CONTROL_TIMEOUT_S, SyncClient, complete, completion_body
-from runners.server_launch import (
-    PROFILES,
-    LaunchedServer,
-    ServerLaunchConfig,
-    distribution_version,
-    launch,
-)
-from runners.server_memory import check_kv_cache_dtype, server_memory_policy
+from runners.server_launch import LaunchedServer, distribution_version, launch
+from runners.server_profiles import PROFILES, ServerLaunchConfig, check_kv_cache_dtype
 from runners.sse import (
     TOKENIZE,
     ChunkCounter,
@@ -52,19 +45,8 @@ CAPABILITIES = Capabilities(
     batching=True,
     logits=False,
     gpu_offload=False,
-    devices=frozenset({"cpu", "cuda"}),
-    # what a launched (or remote) server can load: GGUF files from the artifact cache for the
-    # llama.cpp profiles, checkpoints as published or pre-quantized for vLLM / trtllm-serve
-    support={
-        "none": frozenset({"native"}),
-        "gguf": frozenset(FTYPES),
-        "gptq": frozenset({"int4", "int8", "native"}),
-        "awq": frozenset({"int4", "native"}),
-        "compressed_tensors": frozenset({"int4", "int8", "fp8", "native"}),
-    },
     max_concurrency=None,
     async_streaming=True,
-    in_process=False,
     completion=True,
 )
 
@@ -97,14 +79,13 @@ class OpenAICompatConfig(ServerLaunchConfig):
         self.check_launch()
         check_kv_cache_dtype(self.kv_cache_dtype)
 
-    memory_policy = server_memory_policy  # what the launched server takes (fit planner)
-
 
 class OpenAICompatRunner:
     name: ClassVar[str] = "openai_server"
     Config: ClassVar[type[RunnerConfig]] = OpenAICompatConfig
     capabilities: ClassVar[Capabilities] = CAPABILITIES
     packages: ClassVar[tuple[str, ...]] = ("aiohttp",)
+    install_hint: ClassVar[str | None] = None  # a dependency of the harness itself
 
     def __init__(self, config: RunnerConfig, spec: LoadSpec) -> None:
         assert isinstance(config, OpenAICompatConfig)

@@ -1,17 +1,8 @@
-"""Launch profiles: how the ``openai_server`` runner starts its own server, and the process.
-
-A profile is data plus a pure argv builder: the argv is a list built from the runtime config
-(never a shell string), the server binds ``runtime.host`` (127.0.0.1 unless told otherwise) on
-a free port, and ``runtime.server_args`` is appended verbatim. No API key is ever put in an
-argv. ``LaunchedServer`` runs it in its own process group, logs to ``<workdir>/server.log``,
-writes the group id to ``<workdir>/server.pgid`` (so a parent can kill the group if the worker
-dies) and stops the whole group on ``stop()``.
-
-Flags checked against (the versions are noted because flags drift):
-- llama-cpp-python 0.3.36: ``python -m llama_cpp.server --help`` (installed here);
-- llama-server: ggml-org/llama.cpp tools/server/README.md @00dc8057 (``-fa on|off|auto``);
-- vLLM: vllm/engine/arg_utils.py @99d7eb5d (booleans take ``--no-``), ``vllm serve MODEL``;
-- trtllm-serve: NVIDIA/TensorRT-LLM tensorrt_llm/commands/serve.py @00209af1.
+"""Running a launch profile's server (runners/server_profiles.py): it binds ``runtime.host``
+(127.0.0.1 unless told otherwise) on a free port, ``runtime.server_args`` are appended verbatim
+and no API key is ever put in an argv. ``LaunchedServer`` runs it in its own process group,
+logs to ``<workdir>/server.log``, writes the group id to ``<workdir>/server.pgid`` (so a parent
+can kill the group if the worker dies) and stops the whole group on ``stop()``.
 """
 
 from __future__ import annotations
@@ -28,211 +19,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from runners.base import LoadSpec, RunnerConfig
+from runners.base import LoadSpec
+from runners.server_profiles import PROFILES, Profile, ServerLaunchConfig
 
 POLL_S = 0.25  # between readiness probes
 PROBE_TIMEOUT_S = 2.0  # one readiness probe
 STOP_GRACE_S = 10.0  # SIGTERM to SIGKILL
 LOG_TAIL_LINES = 15
-
-
-@dataclass
-class ServerLaunchConfig(RunnerConfig):
-    """How the ``openai_server`` runner starts its server (``runtime.*`` keys); ``launch`` null:
-    it starts none and uses ``runtime.base_url``. Each profile reads the keys under its name."""
-
-    model: str | None = None  # the served name; None: the first id that GET /v1/models lists
-    launch: str | None = None  # one of PROFILES
-    host: str = "127.0.0.1"
-    port: int | None = None  # None: a free port
-    ready_timeout_s: float = 120.0
-    executable: str | None = None  # None: next to runtime.python, else on PATH
-    server_args: list[str] = field(default_factory=list)  # appended verbatim to the argv
-    # llama_cpp_python and llama_server
-    n_ctx: int = 2048  # llama_server: shared by its `parallel` slots
-    n_batch: int = 512
-    n_ubatch: int = 512
-    n_threads: int | None = None  # None: the hardware profile's thread count
-    n_gpu_layers: int = 0
-    flash_attn: bool = False
-    parallel: int = 1  # llama_server slots
-    # vllm (dtype ... kv_cache_dtype) and trtllm_serve (max_model_len, the last three)
-    dtype: str = "auto"
-    max_model_len: int | None = None  # None: from the model config
-    gpu_memory_utilization: float = 0.9
-    quantization: str | None = None
-    kv_cache_dtype: str = "auto"
-    max_batch_size: int = 64
-    max_num_tokens: int = 8192
-    kv_cache_free_gpu_memory_fraction: float = 0.9
-
-    def check_launch(self) -> None:
-        """Validation of the launch keys, for the subclass's ``__post_init__``."""
-        if self.launch is None:
-            return
-        if self.launch not in PROFILES:
-            raise ValueError(
-                f"runtime.launch={self.launch!r} is invalid; choose one of: "
-                f"{', '.join(PROFILES)} (or null to use runtime.base_url)"
-            )
-        if self.launch == "llama_cpp_python" and self.executable is not None:
-            raise ValueError(
-                "runtime.executable does not apply to launch=llama_cpp_python; "
-                "set runtime.python to the interpreter instead"
-            )
-        rules = (
-            ("ready_timeout_s", self.ready_timeout_s > 0, "> 0"),
-            ("gpu_memory_utilization", 0 < self.gpu_memory_utilization <= 1, "in (0, 1]"),
-            ("n_ctx", self.n_ctx >= 16, ">= 16"),
-            ("parallel", self.parallel >= 1, ">= 1"),
-            ("port", self.port is None or 0 < self.port < 65536, "in 1..65535 or null"),
-        )
-        for field_name, ok, rule in rules:
-            if not ok:
-                raise ValueError(f"runtime.{field_name}={getattr(self, field_name)} must be {rule}")
-
-    def model_format(self) -> str | None:
-        """The launched profile's artifact; None for an external server (no local model)."""
-        return None if self.launch is None else PROFILES[self.launch].model_format
-
-    def required_packages(self) -> tuple[str, ...]:
-        """llama-cpp-python's server runs in the worker's interpreter, so its extra must be
-        installed there; the other profiles are programs found at launch."""
-        return LLAMA_CPP_SERVER_PACKAGES if self.launch == "llama_cpp_python" else ()
-
-
-# llama-cpp-python[server]'s dependencies (its `server` extra, pinned in pyproject's `server`)
-LLAMA_CPP_SERVER_PACKAGES = (
-    "llama-cpp-python",
-    "uvicorn",
-    "fastapi",
-    "pydantic-settings",
-    "sse-starlette",
-    "starlette-context",
-)
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _threads(c: ServerLaunchConfig, spec: LoadSpec) -> str:
-    return str(c.n_threads or spec.threads)
-
-
-def llama_cpp_python_args(c: ServerLaunchConfig, spec: LoadSpec, host: str, port: int) -> list[str]:
-    # --interrupt_requests defaults to true: a new request then ends the running stream early
-    # (seen here: concurrent streams broke off). mlock off, as in the in-process runner.
-    return [
-        *("--model", str(spec.model_path), "--host", host, "--port", str(port)),
-        *("--n_ctx", str(c.n_ctx), "--n_batch", str(c.n_batch), "--n_ubatch", str(c.n_ubatch)),
-        *("--n_threads", _threads(c, spec), "--n_threads_batch", _threads(c, spec)),
-        *("--n_gpu_layers", str(c.n_gpu_layers), "--flash_attn", _flag(c.flash_attn)),
-        *("--seed", "0", "--use_mlock", "false", "--interrupt_requests", "false"),
-        *("--verbose", "false"),
-    ]
-
-
-def llama_server_args(c: ServerLaunchConfig, spec: LoadSpec, host: str, port: int) -> list[str]:
-    # -c is the context of all slots together: each of the -np slots gets n_ctx / parallel.
-    return [
-        *("-m", str(spec.model_path), "--host", host, "--port", str(port)),
-        *("-c", str(c.n_ctx), "-b", str(c.n_batch), "-ub", str(c.n_ubatch)),
-        *("-t", _threads(c, spec), "-tb", _threads(c, spec), "-ngl", str(c.n_gpu_layers)),
-        *("-np", str(c.parallel), "-fa", "on" if c.flash_attn else "off"),
-        *("--seed", "0", "--no-cache-prompt", "--no-webui"),
-    ]
-
-
-def vllm_args(c: ServerLaunchConfig, spec: LoadSpec, host: str, port: int) -> list[str]:
-    argv = [str(spec.model_path), "--host", host, "--port", str(port)]
-    argv += ["--served-model-name", c.model or spec.model_path.name, "--dtype", c.dtype]
-    if c.max_model_len is not None:
-        argv += ["--max-model-len", str(c.max_model_len)]
-    argv += ["--gpu-memory-utilization", str(c.gpu_memory_utilization)]
-    if c.quantization is not None:
-        argv += ["--quantization", c.quantization]
-    return [
-        *argv,
-        "--kv-cache-dtype",
-        c.kv_cache_dtype,
-        "--no-enable-prefix-caching",
-        *("--seed", "0"),
-    ]
-
-
-def trtllm_serve_args(c: ServerLaunchConfig, spec: LoadSpec, host: str, port: int) -> list[str]:
-    argv = [str(spec.model_path), "--host", host, "--port", str(port), "--backend", "pytorch"]
-    argv += ["--max_batch_size", str(c.max_batch_size), "--max_num_tokens", str(c.max_num_tokens)]
-    if c.max_model_len is not None:
-        argv += ["--max_seq_len", str(c.max_model_len)]
-    return [*argv, "--kv_cache_free_gpu_memory_fraction", str(c.kv_cache_free_gpu_memory_fraction)]
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """One way to start a server: its program, the model it loads and its option builder."""
-
-    name: str
-    program: str | None  # the executable's file name; None: ``python -m llama_cpp.server``
-    subcommand: tuple[str, ...]  # what follows the program before the options
-    model_format: str  # "gguf" (a file) or "hf" (a checkpoint directory)
-    tokenize: str | None  # the tokenize body it understands (runners.openai_compat)
-    prefix_cache: str  # whether a repeated prompt prefix skips prefill, recorded per cell
-    options: Callable[[ServerLaunchConfig, LoadSpec, str, int], list[str]]
-    # honours the request field `ignore_eos` (llama-cpp-python's server does not: only its
-    # `min_tokens` masks EOS until the length is reached)
-    ignore_eos: bool = True
-
-
-PROFILES: dict[str, Profile] = {
-    p.name: p
-    for p in (
-        Profile(
-            name="llama_cpp_python",
-            program=None,
-            subcommand=(),
-            model_format="gguf",
-            tokenize="llama_cpp_python",
-            prefix_cache="on: llama-cpp-python reuses the previous request's matching prompt "
-            "prefix (no switch turns it off)",
-            options=llama_cpp_python_args,
-            ignore_eos=False,
-        ),
-        Profile(
-            name="llama_server",
-            program="llama-server",
-            subcommand=(),
-            model_format="gguf",
-            tokenize="llama_server",
-            prefix_cache="off (--no-cache-prompt)",
-            options=llama_server_args,
-        ),
-        Profile(
-            name="vllm",
-            program="vllm",
-            subcommand=("serve",),
-            model_format="hf",
-            tokenize="vllm",
-            prefix_cache="off (--no-enable-prefix-caching)",
-            options=vllm_args,
-        ),
-        Profile(
-            name="trtllm_serve",
-            program="trtllm-serve",
-            subcommand=(),
-            model_format="hf",
-            tokenize=None,  # no tokenize endpoint (/health, /version, /metrics only)
-            prefix_cache="trtllm-serve's default, not turned off "
-            "(kv_cache_config.enable_block_reuse)",
-            options=trtllm_serve_args,
-        ),
-    )
-}
 
 
 def free_port(host: str) -> int:

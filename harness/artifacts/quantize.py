@@ -12,7 +12,6 @@ llama_cpp or transformers and therefore only ever runs in a worker subprocess.
 
 from __future__ import annotations
 
-import ctypes
 from importlib import metadata
 from pathlib import Path
 
@@ -30,8 +29,9 @@ from harness.artifacts.gguf_file import (
     dequantize_to_f16,
     read_table,
 )
+from harness.feasibility.support import method_spec
 from harness.results.result import ArtifactInfo
-from runners.llama_cpp import FTYPES
+from runners import ModelFormat, quantizer
 
 DEQUANTIZE = "dequantize_f16"
 QUANTIZE = "llama_model_quantize"
@@ -49,7 +49,7 @@ def plan(
     precision: str,
     source_sha: str,
     source: TensorTable | None,
-    fmt: str | None = "gguf",
+    fmt: ModelFormat | None = ModelFormat.gguf,
     transformers_version: str | None = None,
 ) -> list[Step]:
     """The derivation steps, in order; empty when the cell runs the source itself.
@@ -59,7 +59,7 @@ def plan(
     ``transformers_version`` is the converter's version where the worker runs."""
     if fmt is None:
         return []
-    if fmt == "hf":
+    if fmt is ModelFormat.hf:
         return _plan_hf(method, source_sha, source, transformers_version or "absent")
     if source is None:
         raise PlanError("the runtime loads GGUF files but model.source is an HF checkpoint")
@@ -67,20 +67,24 @@ def plan(
         return []
     if method != "gguf":
         raise PlanError(f"method {method} does not produce GGUF files")
+    spec = method_spec(method)
+    if spec is None or precision not in spec.precisions:
+        raise PlanError(f"method {method} cannot produce precision {precision}")
     steps: list[Step] = []
     if not source.full_precision:
         version = f"{metadata.version('gguf')}+dequantizer.{DEQUANTIZER_VERSION}"
         steps.append(_from_source(source_sha, DEQUANTIZE, "f16", "gguf", version))
     if precision == "f16" and (steps or source.file_type == "MOSTLY_F16"):
         return steps
-    version = metadata.version("llama-cpp-python")
+    tool = quantizer(method)
+    version = metadata.version(tool.tool)
     parent = steps[-1].key if steps else source_sha
     steps.append(
         Step(
-            key=content_key(parent, QUANTIZE, precision, str(FTYPES[precision]), version),
+            key=content_key(parent, QUANTIZE, precision, str(tool.type_id(precision)), version),
             op=QUANTIZE,
             precision=precision,
-            tool="llama-cpp-python",
+            tool=tool.tool,
             tool_version=version,
             input_sha256=source_sha if not steps else "",
             input_key=steps[-1].key if steps else None,
@@ -94,7 +98,8 @@ def _plan_hf(
 ) -> list[Step]:
     if source is None:
         return []  # already a checkpoint directory: loaded (and quantized at load) as is
-    if method in ("gptq", "awq", "compressed_tensors"):
+    spec = method_spec(method)
+    if spec is not None and spec.prequantized:
         raise PlanError(
             f"method {method} loads a checkpoint its library already quantized; point "
             "model.source.path at that checkpoint directory (the source here is a GGUF file)"
@@ -195,11 +200,4 @@ def _run(step: Step, inp: Path, out: Path, threads: int) -> None:
 
         gguf_to_hf(inp, out, dtype=step.precision)
         return
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = FTYPES[step.precision]
-    params.nthread = threads
-    rc = llama_cpp.llama_model_quantize(str(inp).encode(), str(out).encode(), ctypes.byref(params))
-    if rc != 0 or not out.is_file():
-        raise RuntimeError(f"llama_model_quantize({step.precision}) failed with code {rc}")
+    quantizer("gguf").quantize(inp, out, step.precision, threads)

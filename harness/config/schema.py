@@ -1,7 +1,8 @@
-"""Typed structured configs: one dataclass per config group, registered in Hydra's ConfigStore.
+"""Typed structured configs: one dataclass per config group (stored in Hydra's ConfigStore by
+``harness.config.register``).
 
 YAML files under ``conf/`` extend these schemas; the CLI converts the composed config to these
-dataclasses once (``OmegaConf.to_object``) and nothing downstream sees a DictConfig.
+dataclasses once (``harness.config.convert.to_typed``) and nothing downstream sees a DictConfig.
 ``__post_init__`` validates only: no environment changes, no I/O, no runtime imports.
 """
 
@@ -9,14 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
 from harness.config.decision import DecisionConfig
 from harness.config.eval import EvalConfig, EvalLevel, GateSpec, SliceGateSpec
-from runners import RunnerConfig, get_runner, runner_names
+from runners import RunnerConfig
 
 __all__ = ["DecisionConfig", "EvalConfig", "EvalLevel", "GateSpec", "SliceGateSpec"]
 
@@ -250,10 +249,10 @@ class RunControl:
     timeout_s: float = 1800.0  # per cell measurement worker
     prepare_timeout_s: float = 3600.0  # per cell artifact preparation (quantization)
     cache_dir: str = "~/.cache/harness"
-    # Set by the sweeper on each job it launches.
+    # Set by the sweeper on each job it launches: the cell as planned (a file in the sweep's
+    # directory, so the job runs exactly that plan) and the sweep it belongs to.
+    cell_file: str | None = None
     parent_run_id: str | None = None
-    cell_key: str | None = None
-    baseline_key: str | None = None  # the cell key of this cell's quality baseline
     sweep_id: str | None = None
     sweep_name: str | None = None
     report: bool = True  # build the report (HTML, Markdown, CSV) when a sweep ends
@@ -284,36 +283,12 @@ class HarnessConfig:
 AXES = ("model", "method", "precision", "runtime", "hardware", "workload")
 
 
-def register_configs() -> None:
-    """Store the schemas; YAML files extend them. Called by the CLI, not at import time."""
-    from hydra.core.plugins import Plugins
+@dataclass
+class HarnessSweeperConf:
+    """``hydra/sweeper: harness``: the HarnessSweeper plugin (hydra_plugins/) and its settings."""
 
-    from hydra_plugins.harness_sweeper.harness_sweeper import HarnessSweeper, HarnessSweeperConf
-
-    # Hydra finds plugins by walking the hydra_plugins namespace, which editable installs
-    # hide behind an import hook; registering the class directly works for every install.
-    Plugins.instance().register(HarnessSweeper)
-
-    cs = ConfigStore.instance()
-    cs.store(name="base_config", node=HarnessConfig)
-    # Runner schemas live outside the `runtime` group so they never show up as choices.
-    for name in runner_names():
-        cs.store(group="schema/runtime", name=name, node=get_runner(name).Config)
-    cs.store(group="hydra/sweeper", name="harness", node=HarnessSweeperConf)
-
-
-def from_container(data: dict[str, Any]) -> HarnessConfig:
-    """Rebuild the typed config from its resolved plain form (as written into cell.json)."""
-    schema = OmegaConf.structured(HarnessConfig)
-    schema.runtime = OmegaConf.structured(get_runner(data["runtime"]["name"]).Config)
-    merged = OmegaConf.merge(schema, data)
-    obj = OmegaConf.to_object(merged)
-    assert isinstance(obj, HarnessConfig)
-    return obj
-
-
-def to_container(cfg: HarnessConfig) -> dict[str, Any]:
-    """The resolved config as plain JSON-able data (enums as their values)."""
-    data = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
-    assert isinstance(data, dict)
-    return {str(k): v for k, v in data.items()}
+    _target_: str = "hydra_plugins.harness_sweeper.harness_sweeper.HarnessSweeper"
+    max_batch_size: int | None = 1  # cells per launcher call; raise it for parallel launchers
+    params: dict[str, str] | None = None  # axes shared by every cell
+    # blocks of axes expanded one after another (each with `params`), e.g. one per runtime
+    grid: list[dict[str, str]] | None = None

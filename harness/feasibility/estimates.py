@@ -65,28 +65,9 @@ QUANTIZE_AT_LOAD: Final = frozenset({"torchao", "bnb"})
 # A CUDA context per process: 642 MB measured on an H100 after torch's first allocation
 # (shared reference §6); llama.cpp's CUDA backend creates one too.
 CUDA_CONTEXT_BYTES: Final = 0.6 * GIB
-# What an engine keeps on the GPU beyond weights, KV and the activations of one forward pass:
-# vLLM's CUDA graphs and non-torch allocations (its docs put graph capture at ~0.5-1 GiB);
-# TensorRT-LLM's runtime workspace. Estimates, to be calibrated by the logged ratio.
-ENGINE_GPU_RESERVE: Final[dict[str, float]] = {
-    "vllm": 1.0 * GIB,
-    "tensorrt_llm": 1.0 * GIB,
-    "llama.cpp": 0.0,
-    "transformers": 0.0,
-}
-# Resident memory of a worker process before its model loads, measured on the CPU sweeps
-# (metric rss_before_load_bytes: 47-49 MiB with llama_cpp; importing torch + transformers adds
-# 232 MiB on torch 2.13 CPU).
-WORKER_BASE_BYTES: Final[dict[str, float]] = {
-    "llama.cpp": 48 * MIB,
-    "transformers": 280 * MIB,
-}
-# llama.cpp's host-side tables that scale with the vocabulary (token text, scores, sampler
-# candidates, the output row): ≈ 0.85 KiB per entry, from the 41 MiB left over after weights
-# and KV with SmolLM2's 49,152 tokens on llama-cpp-python 0.3.36.
-LLAMA_CPP_BYTES_PER_VOCAB: Final = 870.0
+# What each runtime takes beyond the math above (a server's GPU reserve, a worker's base RSS,
+# llama.cpp's vocabulary tables) is the runtime's own fact: its runner declares it on its
+# MemoryPolicy (runners/llama_cpp.py, runners/hf.py, runners/server_profiles.py), with the source.
 # Prompts are sized before any tokenizer is loaded: about 3 characters per token, an upper
 # estimate for English BPE text (typical is 4), so KV for a prompt is not underestimated.
 CHARS_PER_TOKEN: Final = 3.0
-# Logit rows a server engine keeps for one forward pass: vLLM's default max_num_seqs.
-MAX_SEQS: Final = 256

@@ -31,15 +31,11 @@ from harness.feasibility.estimates import (
     CHARS_PER_TOKEN,
     CUDA_CONTEXT_BYTES,
     DTYPE_BITS,
-    ENGINE_GPU_RESERVE,
     GGUF_FILE_BPW,
     GIB,
     LINEAR_BPW,
-    LLAMA_CPP_BYTES_PER_VOCAB,
-    MAX_SEQS,
     QUANTIZE_AT_LOAD,
     TORCHAO_INT4_SCALE_BITS,
-    WORKER_BASE_BYTES,
 )
 from harness.feasibility.memory import (
     Architecture,
@@ -52,7 +48,6 @@ from harness.feasibility.memory import (
 from runners import MemoryPolicy
 
 NO_FIT = "predicted not to fit"  # how a memory skip reason starts
-OFFLOAD_ENGINES = frozenset({"llama.cpp"})  # can keep some layers on the host
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,27 +203,34 @@ def predict(cfg: HarnessConfig, exact_weights: float | None = None) -> Footprint
     context = policy.context or (arch.max_context if policy.preallocate else per_seq)
     kv_tokens = context * (policy.sequences or sequences)
     gpu = cfg.hardware.device is Device.cuda
-    act_bytes = DTYPE_BITS.get(dtype, 16.0) / 8
-    if policy.engine == "llama.cpp":
-        act_bytes = 4.0  # ggml computes activations in f32
+    act_bytes = policy.activation_bytes or DTYPE_BITS.get(dtype, 16.0) / 8
     batch = policy.batch_tokens or per_seq * sequences
     if gpu:
-        rows = min(batch, MAX_SEQS) if policy.preallocate else min(batch, sequences)
-        if policy.engine == "llama.cpp":
-            rows = batch  # its compute buffer is reserved for a full ubatch of outputs
-        activations = activation_bytes(arch, batch, rows, act_bytes, context, policy.flash_attn)
-        overhead = CUDA_CONTEXT_BYTES + ENGINE_GPU_RESERVE.get(policy.engine, 0.0)
+        activations = activation_bytes(
+            arch,
+            batch,
+            _logit_rows(policy, batch, sequences),
+            act_bytes,
+            context,
+            policy.flash_attn,
+        )
+        overhead = CUDA_CONTEXT_BYTES + policy.gpu_reserve_bytes
     else:
         # host RSS counts touched pages: the workload's prompt, one logit row per sequence
         touched = min(batch, per_seq * sequences)
         activations = activation_bytes(arch, touched, sequences, act_bytes, context, True)
-        overhead = WORKER_BASE_BYTES.get(policy.engine, WORKER_BASE_BYTES["transformers"])
-        if policy.engine == "llama.cpp":
-            overhead += LLAMA_CPP_BYTES_PER_VOCAB * arch.vocab_size
-        if policy.engine == "transformers":
+        overhead = policy.host_base_bytes + policy.host_bytes_per_vocab * arch.vocab_size
+        if policy.load_transient:
             overhead += load_transient(cfg, arch)
     parts = _Parts(weights, source, kv_per_token, kv_tokens, f"{k}/{v}", activations, overhead)
     return _place(cfg, policy, arch, usable, parts)
+
+
+def _logit_rows(policy: MemoryPolicy, batch: int, sequences: int) -> int:
+    """fp32 logit rows of one forward pass on a GPU (see ``MemoryPolicy.logit_rows``)."""
+    if policy.logit_rows is None:
+        return min(batch, sequences)
+    return batch if policy.logit_rows == 0 else min(batch, policy.logit_rows)
 
 
 def load_transient(cfg: HarnessConfig, arch: Architecture) -> float:
@@ -259,7 +261,7 @@ def _place(
         limit = usable * policy.preallocate  # vLLM: a cap on the instance's total memory
         reserved = limit
     on_device = p.weights
-    if gpu and policy.engine in OFFLOAD_ENGINES and policy.gpu_layers not in (None, -1):
+    if gpu and policy.offloads_layers and policy.gpu_layers not in (None, -1):
         on_device = p.weights * min(policy.gpu_layers or 0, arch.layers) / arch.layers
     result = fit(
         on_device,
@@ -277,7 +279,7 @@ def _place(
         reserved = fixed + policy.preallocate * (usable - fixed)  # TRT-LLM: share of free
     offload = None
     if result.status is FitStatus.offload:
-        if gpu and policy.engine in OFFLOAD_ENGINES:
+        if gpu and policy.offloads_layers:
             offload = result.gpu_layers
         result = replace(result, status=FitStatus.no)
     return Footprint(

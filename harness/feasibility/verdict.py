@@ -11,16 +11,12 @@ import contextlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harness.config.errors import UserError
-from harness.config.schema import HardwareClass, HarnessConfig
+from harness.config.schema import HarnessConfig
 from harness.feasibility.footprint import Footprint, predict
 from harness.feasibility.support import check
-
-if TYPE_CHECKING:
-    from harness.plan.matrix import Cell
-    from harness.results.result import CellResult
+from harness.results.result import CellResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,36 +28,21 @@ class Verdict:
     unpredicted: str | None = None  # why there is no footprint
 
 
-def hardware_class(config: HarnessConfig) -> str:
-    hw = config.hardware
-    cls = hw.hardware_class
-    if cls is None:
-        choices = ", ".join(c.value for c in HardwareClass if c is not HardwareClass.cpu)
-        raise UserError(
-            f"hardware profile {hw.name!r} has no arch; set hardware.arch to one of: {choices}"
-        )
-    return cls.value
-
-
-def support_skip(config: HarnessConfig) -> tuple[str | None, str | None]:
-    """(skip reason, caveat) from the support matrix; engines it does not know pass."""
-    policy = config.runtime.memory_policy()
-    if policy is None:
-        return None, None
-    verdict = check(
-        policy.engine, config.method.name, config.precision.name, hardware_class(config)
-    )
-    return verdict.reason, verdict.caveat
-
-
 def judge(config: HarnessConfig, weights: float | None, strict: bool) -> Verdict:
     """The cell's support and fit (``weights``: exact bytes when the file exists);
-    ``strict`` (plan=true) makes a model without an architecture an error, not a note."""
-    unsupported, caveat = support_skip(config)
+    ``strict`` (plan=true) makes a model without an architecture an error, not a note. A cell
+    that cannot run still gets a footprint where one can be estimated (the plan shows it)."""
+    support = check(config)
+    unsupported, caveat = support.reason, support.caveat
     if config.model.architecture is None and not strict:
         why = f"model {config.model.name} has no architecture in its config"
         return Verdict(unsupported, None, caveat, None, why)
-    footprint = predict(config, weights)
+    try:
+        footprint = predict(config, weights)
+    except UserError as e:
+        if unsupported is None:
+            raise
+        return Verdict(unsupported, None, caveat, None, str(e))
     if footprint is None:
         why = f"runtime {config.runtime.name} as configured is not predictable here"
         return Verdict(unsupported, None, caveat, None, why)
@@ -102,13 +83,16 @@ def measured_peak(footprint: Footprint | None, metrics: dict[str, float]) -> flo
     return next((metrics[k] for k in keys if metrics.get(k) is not None), None)
 
 
-def with_memory(cell: Cell, result: CellResult, artifact: Path) -> CellResult:
-    """The result with the memory prediction beside the measured peak: re-predicted with the
-    exact weights of the file the cell ran (a GGUF's tensor bytes) when there is one."""
+def with_memory(
+    config: HarnessConfig, planned: Verdict, result: CellResult, artifact: Path
+) -> CellResult:
+    """The result with the planned memory prediction beside the measured peak: re-predicted
+    with the exact weights of the file the cell ran (a GGUF's tensor bytes) when there is one
+    and the plan had only an estimate."""
     tags = dict(result.tags)
-    if cell.caveat:
-        tags["support.caveat"] = cell.caveat
-    footprint = cell.footprint
+    if planned.caveat:
+        tags["support.caveat"] = planned.caveat
+    footprint = planned.footprint
     exact = None
     if artifact.is_file():
         info = json.loads(artifact.read_text())
@@ -116,9 +100,9 @@ def with_memory(cell: Cell, result: CellResult, artifact: Path) -> CellResult:
             exact = float(info["tensor_bytes"])
     if footprint is not None and exact is not None:
         with contextlib.suppress(UserError):
-            footprint = predict(cell.config, exact)
+            footprint = predict(config, exact)
     if footprint is None:
-        tags["memory.unpredicted"] = cell.unpredicted or "no prediction"
+        tags["memory.unpredicted"] = planned.unpredicted or "no prediction"
         return replace(result, tags=tags)
     tags["memory.fit"] = footprint.fit.status.value
     tags["memory.weights_source"] = footprint.weights_source

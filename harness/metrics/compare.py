@@ -31,7 +31,6 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 TESTS = ("welch_t", "mann_whitney_u")
 _LABELS = {"welch_t": "Welch t", "mann_whitney_u": "Mann–Whitney U"}
@@ -169,26 +168,3 @@ def format_comparison(c: Comparison) -> str:
         f"{c.metric}: {c.mean_a:.4g} → {c.mean_b:.4g} ({c.ratio:.3f}x, {ci}), "
         f"{_LABELS[c.test]} {p}: {c.verdict}"
     )
-
-
-def repetition_values(tracking_uri: str, run_id: str, metric: str) -> list[float]:
-    """A logged cell's per-repetition values of ``metric`` (its ``rep.<metric>`` history),
-    ordered by repetition."""
-    from mlflow.tracking import MlflowClient  # the parent's tracking dependency, loaded late
-
-    return history_values(MlflowClient(tracking_uri=tracking_uri), run_id, metric)
-
-
-def history_values(client: Any, run_id: str, metric: str) -> list[float]:
-    """``repetition_values`` through an open MlflowClient (a report reads many runs)."""
-    history = client.get_metric_history(run_id, f"rep.{metric}")
-    return [m.value for m in sorted(history, key=lambda m: m.step)]
-
-
-def compare_runs(
-    tracking_uri: str, baseline_run: str, candidate_run: str, metric: str, **options: object
-) -> Comparison:
-    """``compare`` on two logged cells (two runs of one cell, or two cells)."""
-    a = repetition_values(tracking_uri, baseline_run, metric)
-    b = repetition_values(tracking_uri, candidate_run, metric)
-    return compare(a, b, metric, **options)  # type: ignore[arg-type]

@@ -11,16 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from harness.config.schema import AXES, HarnessConfig, to_container
-
-if TYPE_CHECKING:
-    from harness.feasibility.footprint import Footprint
+from harness.config.convert import to_container
+from harness.config.schema import AXES, HarnessConfig
 
 # Config sections that say how to run, not what to measure.
 VOLATILE = ("run", "tracking", "plan", "decision")
@@ -40,25 +37,6 @@ _NOT_CELL = (
     "decision=",
     "decision.",
 )
-
-
-@dataclass(frozen=True)
-class Cell:
-    index: int
-    cell_id: str
-    choices: dict[str, str]  # axis -> config option chosen
-    overrides: tuple[str, ...]  # Hydra overrides that compose this cell
-    config: HarnessConfig
-    key: str
-    skip: str | None  # why it cannot run at all; None when it can
-    # why it cannot run in this environment (a package missing where the worker runs): the
-    # cell is recorded as failed, with the install command, without launching anything
-    blocked: str | None = None
-    # the cell key of this cell's quality baseline (its own key when it is one); None: no eval
-    baseline_key: str | None = None
-    caveat: str | None = None  # the support matrix's note: it runs, but not as named
-    footprint: Footprint | None = None  # predicted memory (harness/footprint.py)
-    unpredicted: str | None = None  # why there is no footprint
 
 
 def expand(

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from harness.feasibility.estimates import GIB, MIB
 from harness.feasibility.footprint import NO_FIT, Footprint
-from harness.plan.matrix import Cell
+from harness.plan.cell import Cell
 
 HEADERS = (
     "method/precision",

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from harness.config.errors import UserError
-from harness.plan.matrix import Cell
+from harness.plan.cell import Cell
 
 
 def _key(override: str) -> str:

@@ -1,16 +1,20 @@
-"""Glue between Hydra and the orchestrator, for both ways a cell can start.
+"""Glue between Hydra and the sweep, for both ways a cell can start.
 
-Sweep (``+sweep=NAME`` or ``-m``): the HarnessSweeper composes every job in the parent,
-plans the cells, opens the parent run, then hands the cells still to run to whatever Hydra
-launcher is configured (local by default; submitit for a cluster), each job carrying its
-parent run id and cell key as ``run.*`` overrides. Single run: the task plans its one cell and
-runs it as a sweep of one. Hydra discards a task's return value, so the exit status travels
-through ``exit_code()``.
+Sweep (``+sweep=NAME`` or ``-m``): the HarnessSweeper composes every job in the parent, plans
+every cell once, writes each planned cell into the sweep's directory, opens the parent run,
+then hands the cells still to run to whatever Hydra launcher is configured (local by default;
+submitit for a cluster); each job carries its planned cell's file and the sweep's identity as
+``run.*`` overrides and runs exactly that plan. Single run: the task plans its one cell and
+runs it as a sweep of one. Hydra discards what a task or a sweeper returns, so the exit status
+of one invocation is kept by its ``HarnessTask``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,34 +27,51 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config.compose import compose_jobs
 from harness.config.errors import UserError
 from harness.config.hydra_errors import one_line
-from harness.config.schema import HarnessConfig
+from harness.plan import cell as planned
+from harness.plan.cell import Cell
 from harness.plan.cells import plan_cell
-from harness.plan.matrix import Cell, expand
+from harness.plan.matrix import expand
 from harness.plan.table import render, title_of
 from harness.results.result import Outcome
 from harness.sweep.baselines import attach
-from harness.sweep.orchestrator import Sweep, execute_cell
+from harness.sweep.execute import execute_cell
+from harness.sweep.orchestrator import Sweep
 from harness.sweep.progress import Console
+from harness.sweep.report_hook import sweep_ended
 from harness.tracking.sink import MlflowSink
 
-_INTERNAL = (
-    "run.parent_run_id=",
-    "run.cell_key=",
-    "run.baseline_key=",
-    "run.sweep_id=",
-    "run.sweep_name=",
-)
-_exit: dict[str, Any] = {"code": 0, "error": None}
+_INTERNAL = ("run.cell_file=", "run.parent_run_id=", "run.sweep_id=", "run.sweep_name=")
+PLANNED_DIR = "cells"  # in the sweep's directory: one planned cell per job
 
 
-def exit_code() -> int:
-    return int(_exit["code"])
+@dataclass(frozen=True)
+class JobFailed:
+    """What a sweep job returns when it could not run its cell: Hydra then reports the job as
+    completed (no "Error executing job" on stderr) and the sweeper records the cell failed."""
+
+    error: str
 
 
-def user_error() -> UserError | None:
-    """A UserError the task caught: Hydra would print 'Error executing job' and re-raise."""
-    error: UserError | None = _exit["error"]
-    return error
+class HarnessTask:
+    """The Hydra task of one ``python -m harness`` invocation, and how it ended: the exit
+    status (a sweep's comes from the sweeper, which Hydra hands this task) and a user error
+    caught where Hydra would print its own report."""
+
+    def __init__(self) -> None:
+        self.exit_code = 0
+        self.error: UserError | None = None
+
+    def __call__(self, cfg: DictConfig) -> Outcome | JobFailed | None:
+        if OmegaConf.select(cfg, "run.cell_file"):
+            return run_job(cfg)
+        try:
+            self.exit_code = run_single(cfg)
+        except UserError as e:
+            self.error = e  # raising here would make Hydra print "Error executing job"
+        return None
+
+    def sweep_ended(self, code: int) -> None:
+        self.exit_code = code
 
 
 def _cell_overrides(overrides: Sequence[str]) -> list[str]:
@@ -101,23 +122,30 @@ def with_baselines(
     return attach(cells, compose, finished, sink.describe())
 
 
-def _job_overrides(cell: Cell, sweep: Sweep) -> list[str]:
-    extra = [f"run.baseline_key={cell.baseline_key}"] if cell.baseline_key else []
+def _job_overrides(cell: Cell, sweep: Sweep, plan_dir: Path) -> list[str]:
+    path = planned.save(cell, plan_dir / f"{cell.index}-{cell.key}.json")
     return [
         *cell.overrides,
+        f"run.cell_file={path.resolve()}",
         f"run.parent_run_id={sweep.parent_id}",
-        f"run.cell_key={cell.key}",
         f"run.sweep_id={sweep.id}",
         f"run.sweep_name={sweep.name}",
-        *extra,
     ]
 
 
 def _outcome(sweep: Sweep, cell: Cell, ret: JobReturn) -> Outcome:
-    if ret.status is JobStatus.COMPLETED and isinstance(ret.return_value, Outcome):
-        return ret.return_value
-    error = ret._return_value  # not .return_value: that prints to stderr and re-raises
-    return sweep.failed(cell, f"{type(error).__name__}: {error}")
+    if ret.status is JobStatus.COMPLETED:
+        if isinstance(ret.return_value, Outcome):
+            return ret.return_value
+        if isinstance(ret.return_value, JobFailed):
+            return sweep.failed(cell, ret.return_value.error)
+    try:  # a job that raised before the task ran: its exception, without Hydra's stderr line
+        with contextlib.redirect_stderr(io.StringIO()):
+            value = ret.return_value
+        error = f"the job returned {type(value).__name__}, not an outcome"
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+    return sweep.failed(cell, error)
 
 
 def run_sweep(
@@ -128,14 +156,14 @@ def run_sweep(
     arguments: list[str],
     max_batch_size: int | None,
     grid: list[dict[str, str]] | None = None,
-) -> None:
-    """The HarnessSweeper's body."""
+) -> int:
+    """The HarnessSweeper's body; the sweep's exit status."""
     jobs = expand(params, arguments, grid)
     cells = plan_sweep(config, context, jobs)
     name = _sweep_name(config)
     if cells[0].config.plan:  # print what would happen; load nothing, record nothing
         print(render(cells, title_of(cells, name)))
-        return
+        return 0
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
@@ -154,71 +182,49 @@ def run_sweep(
             batch = group[start : start + size]
             for c in batch:
                 console.started(c)
-            returns = launcher.launch(
-                [_job_overrides(c, sweep) for c in batch], initial_job_idx=done
-            )
+            overrides = [_job_overrides(c, sweep, sweep_dir / PLANNED_DIR) for c in batch]
+            returns = launcher.launch(overrides, initial_job_idx=done)
             done += len(batch)
             for cell, ret in zip(batch, returns, strict=True):
                 sweep.record(cell, _outcome(sweep, cell, ret))
-    _exit["code"] = sweep.finish(sweep_dir)
-    report(cells[0].config, sweep, sweep_dir, console)
+    code = sweep.finish(sweep_dir)
+    sweep_ended(cells[0].config, sweep.id, sweep_dir, console)
+    return code
 
 
-def report(cfg: HarnessConfig, sweep: Sweep, out_dir: Path, console: Console) -> None:
-    """The sweep's report (HTML, Markdown, CSV) on its parent run; its recommendation and
-    path printed. A report that fails is a warning: every cell is already recorded."""
-    if not cfg.run.report:
-        return
+def run_job(cfg: DictConfig) -> Outcome | JobFailed:
+    """A sweep's job: the planned cell, run and recorded under the sweep's parent run."""
+    run = cfg.run
     try:
-        from harness.tracking.store import SweepStore
-        from reports.build import build
-        from reports.markdown import recommendation
-
-        store = SweepStore(cfg.tracking)
-        built = build(store, store.find(sweep.id), cfg.decision, out_dir / "report")
-    except Exception as e:  # never lose a finished sweep to its report
-        console.warn(f"no report: {type(e).__name__}: {e}")
-        return
-    console.report(recommendation(built.recommendation), built.html_path)
+        cell = planned.load(Path(str(run.cell_file)))
+        out_dir = Path(HydraConfig.get().runtime.output_dir)
+        sink = MlflowSink(cell.config.tracking)
+        parent = (str(run.parent_run_id), str(run.sweep_id or ""), str(run.sweep_name or ""))
+        return execute_cell(cell, out_dir / "cell", sink, parent)
+    except Exception as e:  # the sweeper records the cell as failed and goes on
+        return JobFailed(f"{type(e).__name__}: {e}")
 
 
-def run_task(cfg: DictConfig) -> Outcome | None:
-    """The Hydra task: one cell of a sweep, or a single run when no sweeper launched it."""
-    try:
-        return _run_task(cfg)
-    except UserError as e:
-        if OmegaConf.select(cfg, "run.parent_run_id"):
-            raise  # a sweep job: the sweeper records the cell as failed and goes on
-        _exit["error"] = e  # raising here would make Hydra print "Error executing job"
-        return None
-
-
-def _run_task(cfg: DictConfig) -> Outcome | None:
+def run_single(cfg: DictConfig) -> int:
+    """``python -m harness [overrides]`` without a sweep: one cell, planned and run."""
     hc = HydraConfig.get()
     overrides = _cell_overrides(list(hc.overrides.task))
-    index = 0 if OmegaConf.is_missing(hc.job, "num") else int(hc.job.num)
-    cell = plan_cell(index, cfg, hc.runtime.choices, overrides)
+    cell = plan_cell(0, cfg, hc.runtime.choices, overrides)
     if cell.config.plan:
         print(render([cell], title_of([cell], "single")))
-        return None
+        return 0
     out_dir = Path(hc.runtime.output_dir)
-    run = cell.config.run
     sink = MlflowSink(cell.config.tracking)
-    if run.parent_run_id:
-        identity = (run.sweep_id or "", run.sweep_name or "")
-        return execute_cell(cell, out_dir / "cell", sink, run.parent_run_id, identity)
     if cell.config.eval.enabled:
         master = OmegaConf.create({"hydra": OmegaConf.to_container(hc)})
         loader = GlobalHydra.instance().config_loader()
         (cell,) = with_baselines([cell], loader, master, sink)
     console = Console()
     sweep = Sweep("single", [cell], sink, console)
-    for pending in sweep.start(force=run.force):
+    for pending in sweep.start(force=cell.config.run.force):
         console.started(pending)
-        outcome = execute_cell(
-            pending, out_dir / "cell", sink, sweep.parent_id, (sweep.id, "single")
-        )
-        sweep.record(pending, outcome)
-    _exit["code"] = sweep.finish(out_dir)
-    report(cell.config, sweep, out_dir, console)
-    return None
+        parent = (sweep.parent_id, sweep.id, "single")
+        sweep.record(pending, execute_cell(pending, out_dir / "cell", sink, parent))
+    code = sweep.finish(out_dir)
+    sweep_ended(cell.config, sweep.id, out_dir, console)
+    return code

@@ -5,15 +5,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
+from harness.plan.cell import Cell
 from harness.results.result import Outcome, Status
 from harness.sweep.summary import summary_table
 from harness.tracking.sink import redact
-
-if TYPE_CHECKING:
-    from harness.plan.matrix import Cell
-    from harness.sweep.orchestrator import Sweep
 
 
 def _duration(s: float) -> str:
@@ -31,15 +28,24 @@ class Console:
     def _print(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
-    def plan(self, sweep: Sweep, pending: Sequence[Cell]) -> None:
-        statuses = [o.status for o in sweep.outcomes.values()]
+    def plan(
+        self,
+        title: str,
+        cells: int,
+        known: Sequence[Outcome],
+        pending: Sequence[Cell],
+        where: str,
+    ) -> None:
+        """``title``: the sweep's name and id; ``known``: outcomes decided before running
+        (cached and skipped cells); ``where``: the tracking store."""
+        statuses = [o.status for o in known]
         self.to_run = len(pending)
         self._print(
-            f"harness: sweep {sweep.name} ({sweep.id}): {len(sweep.cells)} cells, "
+            f"harness: sweep {title}: {cells} cells, "
             f"{len(pending)} to run, {statuses.count(Status.cached)} already done, "
-            f"{statuses.count(Status.skipped)} skipped -> {redact(sweep.sink.describe())}"
+            f"{statuses.count(Status.skipped)} skipped -> {redact(where)}"
         )
-        for o in sweep.outcomes.values():
+        for o in known:
             if o.status is Status.skipped:
                 self._print(f"  skipped {o.cell_id}: {o.reason}")
 
@@ -49,7 +55,7 @@ class Console:
     def started(self, cell: Cell) -> None:
         self._print(f"[{len(self.ran) + 1}/{self.to_run}] running {cell.cell_id}")
 
-    def finished(self, sweep: Sweep, outcome: Outcome) -> None:
+    def finished(self, outcome: Outcome) -> None:
         self.ran.append(outcome.duration_s)
         left = self.to_run - len(self.ran)
         eta = sum(self.ran) / len(self.ran) * left

@@ -14,7 +14,8 @@ from typing import Any
 
 from harness.metrics.cost import price_tags
 from harness.metrics.derive import ESTIMATOR_VERSION
-from harness.plan.matrix import Cell, flatten, identity
+from harness.plan.cell import Cell
+from harness.plan.matrix import flatten, identity
 from harness.quality.gate import dataset_lineage
 from harness.results.result import CellResult, Status
 from runners import get_runner

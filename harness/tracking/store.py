@@ -19,7 +19,7 @@ from typing import Any
 
 from harness.config.errors import UserError
 from harness.config.schema import TrackingConfig
-from harness.metrics.compare import history_values
+from harness.metrics.compare import Comparison, compare
 from harness.tracking.sink import MlflowSink, TrackingError, _guarded
 
 REPORT_DIR = "report"  # where a sweep's report files go on its parent run
@@ -151,3 +151,26 @@ class SweepStore(MlflowSink):
 
 
 __all__ = ["REPORT_DIR", "RunData", "SweepData", "SweepStore", "TrackingError"]
+
+
+def repetition_values(tracking_uri: str, run_id: str, metric: str) -> list[float]:
+    """A logged cell's per-repetition values of ``metric`` (its ``rep.<metric>`` history),
+    ordered by repetition."""
+    from mlflow.tracking import MlflowClient  # loaded late: importing it takes seconds
+
+    return history_values(MlflowClient(tracking_uri=tracking_uri), run_id, metric)
+
+
+def history_values(client: Any, run_id: str, metric: str) -> list[float]:
+    """``repetition_values`` through an open MlflowClient (a report reads many runs)."""
+    history = client.get_metric_history(run_id, f"rep.{metric}")
+    return [m.value for m in sorted(history, key=lambda m: m.step)]
+
+
+def compare_runs(
+    tracking_uri: str, baseline_run: str, candidate_run: str, metric: str, **options: object
+) -> Comparison:
+    """``compare`` on two logged cells (two runs of one cell, or two cells)."""
+    a = repetition_values(tracking_uri, baseline_run, metric)
+    b = repetition_values(tracking_uri, candidate_run, metric)
+    return compare(a, b, metric, **options)  # type: ignore[arg-type]

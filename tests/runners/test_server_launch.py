@@ -19,7 +19,8 @@ import pytest
 
 from runners import Delta, LoadSpec, Request
 from runners.openai_compat import OpenAICompatConfig, OpenAICompatRunner
-from runners.server_launch import PROFILES, free_port, launch, server_argv
+from runners.server_launch import free_port, launch, server_argv
+from runners.server_profiles import PROFILES
 
 MODEL = Path("/models/m.gguf")
 SPEC = LoadSpec(MODEL, "cpu", 4)

@@ -11,8 +11,9 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from harness.config.errors import UserError
-from harness.config.schema import EvalConfig, EvalLevel, HarnessConfig, register_configs
-from harness.plan.matrix import Cell
+from harness.config.register import register_configs
+from harness.config.schema import EvalConfig, EvalLevel, HarnessConfig
+from harness.plan.cell import Cell
 from harness.sweep.baselines import attach, baseline_overrides
 
 WHERE = "sqlite:///tmp/mlflow.db"

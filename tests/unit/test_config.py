@@ -3,16 +3,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from harness.config.convert import from_container, to_container, to_typed
 from harness.config.errors import UserError
-from harness.config.schema import (
-    HarnessConfig,
-    LoadMode,
-    WorkloadConfig,
-    from_container,
-    register_configs,
-    to_container,
-)
-from harness.plan.cells import to_typed
+from harness.config.register import register_configs
+from harness.config.schema import HarnessConfig, LoadMode, WorkloadConfig
 from runners.llama_cpp import LlamaCppConfig
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")

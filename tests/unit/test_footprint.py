@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from harness.config.convert import to_typed
 from harness.config.errors import UserError
-from harness.config.schema import register_configs
+from harness.config.register import register_configs
 from harness.feasibility.footprint import predict
 from harness.feasibility.memory import FitStatus
 from harness.feasibility.verdict import judge
-from harness.plan.cells import to_typed
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 GIB = 2**30

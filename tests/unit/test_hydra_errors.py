@@ -4,7 +4,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from harness.config.hydra_errors import one_line
-from harness.config.schema import register_configs
+from harness.config.register import register_configs
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from harness.config.schema import register_configs
-from harness.plan.cells import to_typed
+from harness.config.convert import to_typed
+from harness.config.register import register_configs
 from harness.plan.matrix import cell_id, cell_key, expand, flatten, sweep_id
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")

@@ -17,6 +17,7 @@ from harness.config.schema import (
     TrackingConfig,
     WorkloadConfig,
 )
+from harness.metrics.compare import Comparison, compare
 from harness.metrics.derive import ESTIMATOR_VERSION, derive
 from harness.metrics.stats import percentile, summarize
 from harness.plan.cell import Cell
@@ -30,6 +31,7 @@ from harness.results.result import (
     Status,
     load_result,
 )
+from harness.tracking.store import compare_runs
 
 __all__ = [
     "ESTIMATOR_VERSION",
@@ -37,6 +39,7 @@ __all__ = [
     "ArtifactInfo",
     "Cell",
     "CellResult",
+    "Comparison",
     "HardwareConfig",
     "HarnessConfig",
     "MethodConfig",
@@ -52,6 +55,8 @@ __all__ = [
     "UserError",
     "WorkloadConfig",
     "cell_key",
+    "compare",
+    "compare_runs",
     "derive",
     "load_result",
     "percentile",

@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from harness.config.decision import DecisionConfig
+from harness.metrics import names
 from harness.tracking.store import REPORT_DIR, RunData, SweepData, SweepStore
 from reports import html, markdown, plots
 from reports.decide import Recommendation, recommend
@@ -45,7 +46,7 @@ def _latency(store: SweepStore, runs: Sequence[RunData]) -> dict[str, dict[str, 
     out: dict[str, dict[str, SeriesStats]] = {}
     with tempfile.TemporaryDirectory(prefix="harness-report-") as tmp:
         for run in runs:
-            if run.tags.get("harness.status") not in ("ok", "invalid"):
+            if run.tags.get(names.STATUS) not in ("ok", "invalid"):
                 continue
             where = Path(tmp) / run.run_id
             if store.download(run.run_id, "events", where) is not None:
@@ -80,7 +81,7 @@ def build(
     against: SweepData | None = None,
     attach: bool = True,
 ) -> Report:
-    real = [r for r in sweep.cells if r.tags.get("harness.synthetic") != "true"]
+    real = [r for r in sweep.cells if r.tags.get(names.SYNTHETIC) != "true"]
     stats = _latency(store, real)
     table = build_table(real, stats, decision)
     rec = recommend(table, decision)

@@ -2,7 +2,7 @@
 
 Cells are matched by their cell id (the axis values), so the same matrix measured last week and
 today, or under runtime version A and B, lines up even though the cell keys differ. Each metric
-is compared over the two runs' per-repetition values with `harness.metrics.compare.compare`: Welch's
+is compared over the two runs' per-repetition values with `harness.compare`: Welch's
 t-test, a bootstrap CI of the ratio, and `better` / `worse` only when p < 0.05 and the change is
 at least 2 % (docs/metrics.md, "Comparing two cells or runs"). The nightly job reuses `diff`.
 """
@@ -12,16 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from harness.metrics import names
 from harness.metrics.compare import Comparison, compare
 from harness.tracking.store import RunData
 
-# metric (logged per repetition as rep.<name>), higher is better
-METRICS: tuple[tuple[str, bool], ...] = (
-    ("output_throughput_tok_s", True),
-    ("ttft_mean_s", False),
-    ("tpot_mean_s", False),
-    ("e2e_mean_s", False),
-    ("mean_tree_rss_bytes", False),
+# compared over their per-repetition values (rep.<name>), in the table's better direction
+METRICS: tuple[names.Metric, ...] = (
+    names.OUTPUT_THROUGHPUT,
+    names.TTFT_MEAN,
+    names.TPOT_MEAN,
+    names.E2E_MEAN,
+    names.MEAN_TREE_RSS,
 )
 Repetitions = Callable[[str, str], list[float]]  # (run id, metric) -> values
 
@@ -46,10 +47,9 @@ class SweepDiff:
 
 def _measured(runs: Sequence[RunData]) -> dict[str, RunData]:
     return {
-        r.tags.get("harness.cell_id", r.name): r
+        r.tags.get(names.CELL_ID, r.name): r
         for r in runs
-        if r.tags.get("harness.status") in ("ok", "invalid")
-        and r.tags.get("harness.synthetic") != "true"
+        if r.tags.get(names.STATUS) in ("ok", "invalid") and r.tags.get(names.SYNTHETIC) != "true"
     }
 
 
@@ -63,7 +63,8 @@ def diff(
     rows: list[tuple[str, Comparison]] = []
     skipped: list[tuple[str, str]] = []
     for cell in (c for c in b if c in a):
-        for metric, higher in METRICS:
+        for m in METRICS:
+            metric, higher = m.name, m.higher_is_better
             xa, xb = repetitions(a[cell].run_id, metric), repetitions(b[cell].run_id, metric)
             if not xa or not xb:
                 skipped.append((cell, f"{metric}: no per-repetition values"))

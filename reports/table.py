@@ -3,8 +3,8 @@
 Every value is the run's logged metric under its docs/metrics.md or docs/quality.md name,
 renamed for the table; nothing is recomputed here except (a) p95 confidence intervals, from
 the raw events (reports/latency.py), and (b) costs under a `decision.price` override, from the
-logged throughput and its CI through the same formula as harness/cost.py. A value the run does
-not have is NaN, and `absent` keeps the run's reason for it.
+logged throughput and its CI through the same formula as harness/metrics/cost.py. A value the
+run does not have is NaN, and `absent` keeps the run's reason for it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from harness.config.decision import DecisionConfig, MemoryOf
+from harness.metrics import names
 from harness.metrics.cost import per_million
 from harness.tracking.store import RunData
 from reports.latency import SeriesStats
@@ -48,9 +49,9 @@ METRICS = {
     "ppl_ratio": "fidelity.ppl_ratio",
 }
 # column -> the series whose pooled sample decides whether it exists (for absent reasons)
-TAGS = {"status": "harness.status", "validity": "harness.validity", "reason": "harness.reason"}
-TAGS |= {"flags": "harness.flags", "unstable": "harness.unstable", "role": "quality.role"}
-TAGS |= {"verdict": "quality.verdict", "fit": "memory.fit", "synthetic": "harness.synthetic"}
+TAGS = {"status": names.STATUS, "validity": names.VALIDITY, "reason": names.REASON}
+TAGS |= {"flags": names.FLAGS, "unstable": names.UNSTABLE, "role": "quality.role"}
+TAGS |= {"verdict": "quality.verdict", "fit": "memory.fit", "synthetic": names.SYNTHETIC}
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,10 @@ def short_names(runs: Sequence[RunData]) -> list[str]:
     """Each cell by the axis values that vary across the sweep (all of them if none do)."""
     choices = [[r.tags.get(f"harness.choice.{a}", "") for a in AXES] for r in runs]
     varying = [i for i in range(len(AXES)) if len({c[i] for c in choices}) > 1]
-    names = [" ".join(c[i] for i in varying) or r.name for c, r in zip(choices, runs, strict=True)]
+    labels = [" ".join(c[i] for i in varying) or r.name for c, r in zip(choices, runs, strict=True)]
     seen: dict[str, int] = {}
     out = []
-    for n in names:  # same axes (e.g. a runtime option swept): number them
+    for n in labels:  # same axes (e.g. a runtime option swept): number them
         seen[n] = seen.get(n, 0) + 1
         out.append(n if seen[n] == 1 else f"{n} #{seen[n]}")
     return out
@@ -77,14 +78,14 @@ def short_names(runs: Sequence[RunData]) -> list[str]:
 
 def _cost_columns(run: RunData, price: float | None) -> dict[str, float]:
     cost = [k for k in run.metrics if k.startswith("cost_per_1m_output_tokens_")]
-    names = ("cost_1m", "cost_1m_lo", "cost_1m_hi")
+    columns = ("cost_1m", "cost_1m_lo", "cost_1m_hi")
     if price is None:
         base = next((k for k in cost if not k.endswith(("_ci95_lo", "_ci95_hi"))), None)
         if base is None:
-            return dict.fromkeys(names, math.nan)
+            return dict.fromkeys(columns, math.nan)
         m = run.metrics
         bounds = (m.get(f"{base}_ci95_{s}", math.nan) for s in ("lo", "hi"))
-        return dict(zip(names, (m[base], *bounds), strict=True))
+        return dict(zip(columns, (m[base], *bounds), strict=True))
     tp = run.metrics.get("output_throughput_tok_s")
     lo, hi = (run.metrics.get(f"output_throughput_tok_s_ci95_{s}") for s in ("lo", "hi"))
     return {
@@ -111,7 +112,7 @@ def _slices(run: RunData, slices: Sequence[str]) -> dict[str, object]:
 
 
 def _row(run: RunData, slices: Sequence[str], price: float | None) -> dict[str, object]:
-    row: dict[str, object] = {"cell_id": run.tags.get("harness.cell_id", run.name)}
+    row: dict[str, object] = {"cell_id": run.tags.get(names.CELL_ID, run.name)}
     row["run_id"] = run.run_id
     row |= {a: run.tags.get(f"harness.choice.{a}", "") for a in AXES}
     row |= {col: run.tags.get(tag, "") for col, tag in TAGS.items()}
@@ -142,12 +143,12 @@ def build(
     decision: DecisionConfig,
 ) -> Table:
     """The sweep's table; ``latency`` maps run id -> series -> stats from its events."""
-    real = [r for r in runs if r.tags.get("harness.synthetic") != "true"]
+    real = [r for r in runs if r.tags.get(names.SYNTHETIC) != "true"]
     slices = tuple(s for s in SLICES if any(f"quality.{s}.delta" in r.metrics for r in real))
     price = decision.price.per_hour
     rows, absent = [], {}
-    names = short_names(real)
-    for name, run in zip(names, real, strict=True):
+    labels = short_names(real)
+    for name, run in zip(labels, real, strict=True):
         row = _row(run, slices, price)
         for series in LATENCY:
             stats = latency.get(run.run_id, {}).get(f"{series}_s")
@@ -163,7 +164,7 @@ def build(
         template |= {f"{s}_p95_{b}": math.nan for s in LATENCY for b in ("lo", "hi")}
         frame = pd.DataFrame(columns=list(template), index=pd.Index([], name="cell"))
     else:
-        frame = pd.DataFrame(rows, index=pd.Index(names, name="cell"))
+        frame = pd.DataFrame(rows, index=pd.Index(labels, name="cell"))
     currency = decision.price.currency if price is not None else _currency(real)
     frame.attrs["currency"] = currency
     return Table(frame, absent, slices, currency, _price_note(real, decision))

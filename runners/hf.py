@@ -189,9 +189,9 @@ class HFRunner:
         self._tokenizer = transformers.AutoTokenizer.from_pretrained(spec.model_path)
         with no_progress_bar():
             model = transformers.AutoModelForCausalLM.from_pretrained(spec.model_path, **kwargs)
-        model.eval()  # type: ignore[no-untyped-call]
+        model.eval()
         # the runner owns every sampling setting: keep only the checkpoint's token ids
-        model.generation_config = transformers.GenerationConfig(  # type: ignore[no-untyped-call]
+        model.generation_config = transformers.GenerationConfig(
             bos_token_id=model.generation_config.bos_token_id,
             eos_token_id=model.generation_config.eos_token_id,
             pad_token_id=self._pad_id(model),
@@ -231,7 +231,7 @@ class HFRunner:
         with torch.inference_mode():
             x = torch.tensor([ids], device=model.device)
             logits = model(input_ids=x, use_cache=False).logits[0].float()
-            out = torch.log_softmax(logits, dim=-1).cpu().numpy()
+            out: npt.NDArray[np.float32] = torch.log_softmax(logits, dim=-1).cpu().numpy()
         return out
 
     def complete(self, prompt: str, max_new_tokens: int, chat: bool) -> Completion:

@@ -23,7 +23,7 @@ def _greedy(model: PreTrainedModel, n: int, exact: bool, eos: Any) -> Generation
     from transformers import GenerationConfig
 
     base = model.generation_config
-    return GenerationConfig(  # type: ignore[no-untyped-call]
+    return GenerationConfig(
         do_sample=False,
         num_beams=1,
         max_new_tokens=n,
@@ -51,7 +51,7 @@ def generate_exact(
     ids = [[base.pad_token_id] * (width - len(p)) + list(p) for p in prompts]
     mask = [[0] * (width - len(p)) + [1] * len(p) for p in prompts]
     with torch.inference_mode():
-        out: torch.Tensor = model.generate(  # type: ignore[operator]
+        out: torch.Tensor = model.generate(
             input_ids=torch.tensor(ids, dtype=torch.long, device=model.device),
             attention_mask=torch.tensor(mask, dtype=torch.long, device=model.device),
             generation_config=config,
@@ -73,7 +73,7 @@ def generate_until_stop(
     config = _greedy(model, n, exact=False, eos=sorted(stop_ids))
     with torch.inference_mode():
         x = torch.tensor([list(prompt)], dtype=torch.long, device=model.device)
-        out: torch.Tensor = model.generate(  # type: ignore[operator]
+        out: torch.Tensor = model.generate(
             input_ids=x, attention_mask=torch.ones_like(x), generation_config=config
         )
     new = [int(t) for t in out[0, len(prompt) :].tolist()]
@@ -92,7 +92,7 @@ def queue_streamer() -> type[Any]:
     use so that importing this module never imports transformers."""
     from transformers.generation.streamers import BaseStreamer
 
-    class QueueStreamer(BaseStreamer):
+    class QueueStreamer(BaseStreamer):  # type: ignore[misc]  # transformers is untyped here
         def __init__(self, sink: queue.Queue[Any], cancel: threading.Event) -> None:
             self.sink = sink
             self.cancel = cancel

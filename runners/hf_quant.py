@@ -126,7 +126,7 @@ def _torchao(precision: str, device: str, group_size: int) -> Any:
         )
     # torchao 0.18's Int4WeightOnlyConfig has no CPU path (the plain packing needs the mslk
     # kernels, plain_int32 is CUDA/XPU only, the opaque CPU layout was removed)
-    int4: torch.dtype = torch.int4  # type: ignore[attr-defined]
+    int4: torch.dtype = torch.int4
     return TorchAoConfig(IntxWeightOnlyConfig(weight_dtype=int4, granularity=PerGroup(group_size)))
 
 
@@ -135,8 +135,8 @@ def _bnb(precision: str, compute_dtype: str) -> Any:
     from transformers import BitsAndBytesConfig
 
     if precision == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)  # type: ignore[no-untyped-call]
-    return BitsAndBytesConfig(  # type: ignore[no-untyped-call]
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_compute_dtype=getattr(torch, DTYPE_NAMES[compute_dtype]),
@@ -235,9 +235,9 @@ def no_progress_bar() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         if was_enabled:
-            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+            hf_logging.enable_progress_bar()

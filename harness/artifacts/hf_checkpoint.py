@@ -144,11 +144,11 @@ def gguf_to_hf(src: Path, out_dir: Path, dtype: str = "bf16") -> None:
     settings = loaded.config.to_dict()
     settings.pop("quantization_config", None)
     config = type(loaded.config).from_dict(settings)
-    model = AutoModelForCausalLM.from_config(config, dtype=target)  # type: ignore[no-untyped-call]
+    model = AutoModelForCausalLM.from_config(config, dtype=target)
     model.load_state_dict(loaded.state_dict(), strict=True)
     del loaded
     # only the token ids: no sampling defaults that generate() would warn about
-    model.generation_config = GenerationConfig(  # type: ignore[no-untyped-call]
+    model.generation_config = GenerationConfig(
         bos_token_id=getattr(config, "bos_token_id", None),
         eos_token_id=getattr(config, "eos_token_id", None),
         pad_token_id=getattr(config, "pad_token_id", None),
@@ -168,7 +168,7 @@ def _no_progress_bars() -> Iterator[None]:
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     bar = getattr(gguf_utils, "tqdm", None)
-    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()
     if bar is not None:
         setattr(gguf_utils, "tqdm", functools.partial(bar, disable=True))  # noqa: B010
     try:
@@ -177,4 +177,4 @@ def _no_progress_bars() -> Iterator[None]:
         if bar is not None:
             setattr(gguf_utils, "tqdm", bar)  # noqa: B010
         if was_enabled:
-            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+            hf_logging.enable_progress_bar()

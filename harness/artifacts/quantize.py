@@ -36,6 +36,7 @@ from runners import ModelFormat, quantizer
 DEQUANTIZE = "dequantize_f16"
 QUANTIZE = "llama_model_quantize"
 TO_HF = "gguf_to_hf"
+CONVERTER = "transformers"  # the distribution whose GGUF loader converts a GGUF to a checkpoint
 # Bump when harness.artifacts.hf_checkpoint.gguf_to_hf changes, so cached checkpoints are rebuilt.
 CONVERTER_VERSION = "1"
 
@@ -105,7 +106,7 @@ def _plan_hf(
             "model.source.path at that checkpoint directory (the source here is a GGUF file)"
         )
     version = f"{transformers_version}+converter.{CONVERTER_VERSION}"
-    return [_from_source(source_sha, TO_HF, "bf16", "transformers", version, HF_DIR)]
+    return [_from_source(source_sha, TO_HF, "bf16", CONVERTER, version, HF_DIR)]
 
 
 def _from_source(

@@ -1,7 +1,7 @@
 """Typed config of the quality eval (``eval.*``): levels, gates and the baseline selector.
 
-Kept apart from harness/config.py, which re-exports it; checked against the suite's slices
-when cells are planned (harness/quality.py), since that needs the suite's manifest.
+Kept apart from harness/config/schema.py, which re-exports it; checked against the suite's slices
+when cells are planned (harness/quality/gate.py), since that needs the suite's manifest.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class SliceGateSpec:
 class EvalConfig:
     """Quality against the baseline: generation slices, log-likelihood multiple choice and
     reference-logit fidelity over the suite's held-out corpus. Checked against the suite's
-    slices when cells are planned (harness/quality.py), since that needs its manifest."""
+    slices when cells are planned (harness/quality/gate.py), since that needs its manifest."""
 
     level: EvalLevel = EvalLevel.none
     suite: str = "core"

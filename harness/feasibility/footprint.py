@@ -4,8 +4,8 @@ Pure functions of the typed config (and a GGUF tensor table when the file exists
 definition, used by ``plan=true``, by pruning and by the logged prediction of every run:
 
 - weights: the GGUF file's tensor bytes when there is a file; otherwise parameters from the
-  architecture × bits per weight of the method (harness/estimates.py), embeddings at 16 bits
-  for methods that keep them there;
+  architecture × bits per weight of the method (harness/feasibility/estimates.py),
+  embeddings at 16 bits for methods that keep them there;
 - KV cache: K and V bits × layers × kv_heads × head_dim × tokens reserved, where the runtime's
   memory policy says how many tokens it reserves (llama.cpp: n_ctx; vLLM / TensorRT-LLM: at
   least one max_model_len sequence; transformers: the workload's prompt + output × sequences);

@@ -9,7 +9,7 @@ memory_and_support.md §3-§6):
   intermediate) and two RMSNorm vectors, + the final norm;
 - weight bytes = embedding parameters × embedding bits / 8 + the other parameters × bpw / 8
   (quantized checkpoints keep embeddings and the output head at 16 bits; a GGUF file's real
-  bytes come from its tensor table instead, see harness/gguf_file.py);
+  bytes come from its tensor table instead, see harness/artifacts/gguf_file.py);
 - KV cache bytes = 2 (K and V) × layers × kv_heads × head_dim × bits(kv dtype) / 8 × tokens ×
   concurrent sequences;
 - need = weights + KV + activations/workspace + runtime overhead; a cell fits when need ≤ the

@@ -21,7 +21,7 @@ import yaml
 
 from harness.config.errors import UserError
 from harness.config.schema import HardwareClass, HarnessConfig, LoadMode
-from runners import Engine, get_runner
+from runners import Engine, ModelFormat, get_runner
 
 ANY = "*"
 
@@ -98,7 +98,7 @@ def parse(data: Mapping[str, Any]) -> Table:
         str(name): MethodSpec(
             name=str(name),
             precisions=tuple(str(p) for p in spec["precisions"]),
-            formats=_names(spec.get("formats", ["gguf", "hf"])),
+            formats=_names(spec.get("formats", [f.value for f in ModelFormat])),
             prequantized=bool(spec.get("prequantized", False)),
         )
         for name, spec in (data.get("methods") or {}).items()

@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from harness.artifacts.cache import ArtifactCache, Step
-from harness.artifacts.quantize import PlanError, plan
+from harness.artifacts.quantize import CONVERTER, PlanError, plan
 from harness.artifacts.source import Source, source_of
 from harness.config.convert import to_typed
 from harness.config.schema import AXES, HarnessConfig
@@ -44,7 +44,7 @@ def steps_of(config: HarnessConfig, source: Source) -> list[Step]:
     fmt = config.runtime.model_format()
     converter = None
     if fmt is ModelFormat.hf and source.table is not None:
-        converter = dist_versions(config.runtime.python, ["transformers"])["transformers"]
+        converter = dist_versions(config.runtime.python, [CONVERTER])[CONVERTER]
     return plan(
         config.method.name, config.precision.name, source.sha256, source.table, fmt, converter
     )

@@ -7,11 +7,11 @@ Three parts, each recorded absent with the reason when the runtime cannot do it:
   suite's versioned scorers; needs the ``completion`` capability;
 - multiple_choice: each choice's summed log-likelihood after the raw prompt (no chat template,
   as lm-evaluation-harness does), from ``logprobs``; needs the ``logits`` capability;
-- fidelity over the held-out corpus (harness/reference.py): the baseline writes its reference
-  rows, a variant scores its own rows against them (harness/fidelity.py).
+- fidelity over the held-out corpus (harness/quality/reference.py): the baseline writes its
+  reference rows, a variant scores its own rows against them (harness/quality/fidelity.py).
 
 Every item's output, score and timing go to ``eval/items.jsonl`` as it finishes; the paired
-scorecard is the parent's job (harness/quality.py), which also has the baseline's items.
+scorecard is the parent's job (harness/quality/gate.py), which also has the baseline's items.
 """
 
 from __future__ import annotations

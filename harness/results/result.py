@@ -4,8 +4,12 @@ Format history (SCHEMA_VERSION):
   1: first format: status, metrics, per-repetition values, absent metrics with reasons,
      versions, artifact info; raw request events in a separate JSONL file.
   2: ``problems`` (why a run is INVALID) and ``flags`` (unstable, throttled, preallocated);
-     events moved to ``events/`` (harness/events.py) and resource samples to resources.jsonl.
+     events moved to ``events/`` (harness/results/events.py) and resource samples to
+     resources.jsonl.
   3: ``tags``: provenance the worker found (the quality role and reference-logits key).
+
+Older files load through ``upgrade`` (one function per step, tested on golden files written by
+the code of each version: tests/data/results/); a file from a newer harness is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -56,7 +61,7 @@ class CellResult:
     problems: list[str] = field(default_factory=list)  # any one makes the run INVALID
     flags: list[str] = field(default_factory=list)  # caveats that travel with the numbers
     versions: dict[str, str] = field(default_factory=dict)
-    # effective generation settings (see harness/equivalence.py), compared across runtimes
+    # effective generation settings (see harness/metrics/equivalence.py), compared across runtimes
     settings: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     artifact: ArtifactInfo | None = None
@@ -107,11 +112,41 @@ def dump_result(result: CellResult, path: Path) -> None:
     write_json_atomic(path, asdict(result))
 
 
-def load_result(path: Path) -> CellResult:
-    data = json.loads(path.read_text())
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 judged no validity and raised no flags: none are known, so none are listed."""
+    return {"problems": [], "flags": [], **data, "schema_version": 2}
+
+
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 had no worker tags (and its first files no effective settings)."""
+    return {"settings": {}, "tags": {}, **data, "schema_version": 3}
+
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+
+
+def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A result file's data in the current schema; ValueError for one from a newer harness
+    or of no known version."""
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ValueError(f"{path}: result schema {version}, this harness reads {SCHEMA_VERSION}")
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"result schema {version!r} is not a known version")
+    if version > SCHEMA_VERSION:
+        raise ValueError(
+            f"result schema {version} was written by a newer harness; this one reads up to "
+            f"{SCHEMA_VERSION}"
+        )
+    while version < SCHEMA_VERSION:
+        data = UPGRADES[version](data)
+        version = data["schema_version"]
+    return data
+
+
+def load_result(path: Path) -> CellResult:
+    try:
+        data = upgrade(json.loads(path.read_text()))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     artifact = data.pop("artifact", None)
     data["status"] = Status(data["status"])
     return CellResult(**data, artifact=ArtifactInfo(**artifact) if artifact else None)

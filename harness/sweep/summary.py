@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from harness.metrics import names
 from harness.results.result import Outcome
 
 
@@ -11,29 +12,27 @@ def _num(fmt: str, scale: float = 1.0) -> Callable[[float | None], str]:
     return lambda v: "-" if v is None else format(v * scale, fmt)
 
 
+TOK_S = names.OUTPUT_THROUGHPUT.name
 COLUMNS: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
-    ("tok/s", "output_throughput_tok_s", _num(".1f")),
-    ("± 95% CI", "output_throughput_tok_s_ci95_half", _num(".1f")),
-    ("CV %", "output_throughput_tok_s_cv", _num(".1f", 100)),
+    ("tok/s", TOK_S, _num(".1f")),
+    ("± 95% CI", f"{TOK_S}_ci95_half", _num(".1f")),
+    ("CV %", f"{TOK_S}_cv", _num(".1f", 100)),
     ("TTFT p50 ms", "ttft_p50_s", _num(".1f", 1e3)),
     ("ITL p50 ms", "itl_p50_s", _num(".2f", 1e3)),
     ("ITL p99 ms", "itl_p99_s", _num(".2f", 1e3)),
     ("e2e p50 s", "e2e_p50_s", _num(".3f")),
-    ("peak RSS MiB", "peak_rss_bytes", _num(".0f", 1 / 2**20)),
-    ("bpw", "model_bpw", _num(".2f")),
-    ("file MiB", "model_file_bytes", _num(".1f", 1 / 2**20)),
+    ("peak RSS MiB", names.PEAK_RSS.name, _num(".0f", 1 / 2**20)),
+    ("bpw", names.MODEL_BPW.name, _num(".2f")),
+    ("file MiB", names.MODEL_FILE.name, _num(".1f", 1 / 2**20)),
     ("$/1M out", "cost_per_1m_output_tokens_usd", _num(".3f")),
 )
 
 
 def _with_derived(metrics: dict[str, float]) -> dict[str, float]:
     out = dict(metrics)
-    hi, mean = (
-        metrics.get("output_throughput_tok_s_ci95_hi"),
-        metrics.get("output_throughput_tok_s"),
-    )
+    hi, mean = metrics.get(f"{TOK_S}_ci95_hi"), metrics.get(TOK_S)
     if hi is not None and mean is not None:
-        out["output_throughput_tok_s_ci95_half"] = hi - mean
+        out[f"{TOK_S}_ci95_half"] = hi - mean
     return out
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.metrics import names
 from harness.metrics.cost import price_tags
 from harness.metrics.derive import ESTIMATOR_VERSION
 from harness.plan.cell import Cell
@@ -20,6 +21,11 @@ from harness.quality.gate import dataset_lineage
 from harness.results.result import CellResult, Status
 from runners import get_runner
 
+# The layout of a recorded run (metric, tag and param names as in harness/metrics/names.py,
+# rep.<name> histories, the artifacts), tagged on every run as harness.record_schema; a reader
+# upgrades older layouts (harness/tracking/store.py). Format history:
+#   1: the layout of every run so far; runs logged before the tag existed are version 1.
+RECORD_SCHEMA_VERSION = 1
 SETTINGS_PREFIX = "gen."  # effective generation settings, as params
 PARAM_MAX = 6000  # MLflow's limit on a param value
 TAG_MAX = 8000  # and on a tag value
@@ -68,17 +74,18 @@ def environment_tags(env: dict[str, Any]) -> dict[str, str]:
 def cell_tags(cell: Cell, sweep_id: str, sweep_name: str) -> dict[str, str]:
     runner = get_runner(cell.config.runtime.name)
     tags = {
-        "harness.kind": "cell",
-        "harness.cell_key": cell.key,
-        "harness.cell_id": cell.cell_id,
-        "harness.sweep_id": sweep_id,
-        "harness.sweep_name": sweep_name,
+        names.KIND: "cell",
+        names.RECORD_SCHEMA: str(RECORD_SCHEMA_VERSION),
+        names.CELL_KEY: cell.key,
+        names.CELL_ID: cell.cell_id,
+        names.SWEEP_ID: sweep_id,
+        names.SWEEP_NAME: sweep_name,
         "harness.estimator_version": ESTIMATOR_VERSION,
         "harness.overrides": " ".join(cell.overrides),
         **{f"harness.choice.{k}": v for k, v in cell.choices.items()},
     }
     if runner.capabilities.synthetic:
-        tags["harness.synthetic"] = "true"  # injected numbers: reports must exclude this run
+        tags[names.SYNTHETIC] = "true"  # injected numbers: reports must exclude this run
     return tags
 
 
@@ -86,14 +93,14 @@ def validity_tags(result: CellResult) -> dict[str, str]:
     """VALID/INVALID with the reasons, and each kind of flag under its own searchable tag."""
     if result.status not in (Status.ok, Status.invalid):
         return {}
-    tags = {"harness.validity": "VALID" if not result.problems else "INVALID"}
+    tags = {names.VALIDITY: "VALID" if not result.problems else "INVALID"}
     if result.problems:
         tags["harness.invalid_reasons"] = "; ".join(result.problems)[:TAG_MAX]
     if result.flags:
-        tags["harness.flags"] = " | ".join(result.flags)[:TAG_MAX]
+        tags[names.FLAGS] = " | ".join(result.flags)[:TAG_MAX]
     unstable = [f.removeprefix("unstable: ") for f in result.flags if f.startswith("unstable: ")]
     if unstable:
-        tags["harness.unstable"] = "; ".join(unstable)[:TAG_MAX]
+        tags[names.UNSTABLE] = "; ".join(unstable)[:TAG_MAX]
     return tags
 
 
@@ -103,10 +110,10 @@ def cell_record(
     tags = {
         **cell_tags(cell, sweep_id, sweep_name),
         **environment_tags(env),
-        "harness.status": result.status.value,
+        names.STATUS: result.status.value,
     }
     if result.reason:
-        tags["harness.reason"] = result.reason[:TAG_MAX]
+        tags[names.REASON] = result.reason[:TAG_MAX]
     if result.error:
         tags["harness.error_tail"] = result.error[-TAG_MAX:]
     tags.update(validity_tags(result))
@@ -147,9 +154,10 @@ def sweep_record(sweep_id: str, name: str, cells: list[Cell], env: dict[str, Any
     params = {f"axis.{k}": ",".join(v) for k, v in varying.items()}
     params["cells"] = str(len(cells))
     tags = {
-        "harness.kind": "sweep",
-        "harness.sweep_id": sweep_id,
-        "harness.sweep_name": name,
+        names.KIND: "sweep",
+        names.RECORD_SCHEMA: str(RECORD_SCHEMA_VERSION),
+        names.SWEEP_ID: sweep_id,
+        names.SWEEP_NAME: name,
         "harness.estimator_version": ESTIMATOR_VERSION,
         **environment_tags(env),
     }

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from harness.config.errors import UserError
 from harness.config.schema import TrackingBackend, TrackingConfig
+from harness.metrics import names
 from harness.tracking.record import SETTINGS_PREFIX, RunRecord
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
@@ -74,6 +75,11 @@ class ResultSink(Protocol):
         self, run_id: str, status: str, files: list[Path], tags: dict[str, str] | None = None
     ) -> None: ...
     def describe(self) -> str: ...
+
+
+def tag_is(tag: str, value: str) -> str:
+    """An MLflow filter clause: tag ``tag`` equals ``value`` (a name or hash, no quotes)."""
+    return f"tags.`{tag}` = '{value}'"
 
 
 def redact(uri: str) -> str:
@@ -167,7 +173,7 @@ class MlflowSink:
     @_guarded
     def open_sweep(self, sweep_id: str, record: RunRecord) -> str:
         found = self._search(
-            f"tags.`harness.kind` = 'sweep' and tags.`harness.sweep_id` = '{sweep_id}'"
+            f"{tag_is(names.KIND, 'sweep')} and {tag_is(names.SWEEP_ID, sweep_id)}"
         )
         if found:
             run_id = str(found[0].info.run_id)  # type: ignore[attr-defined]
@@ -182,7 +188,7 @@ class MlflowSink:
         )
         for run in stale:
             run_id = run.info.run_id  # type: ignore[attr-defined]
-            self.client.set_tag(run_id, "harness.status", "interrupted")
+            self.client.set_tag(run_id, names.STATUS, "interrupted")
             self.client.set_terminated(run_id, status=KILLED)
 
     @_guarded
@@ -195,7 +201,7 @@ class MlflowSink:
         for key in dict.fromkeys(keys):
             runs = self.client.search_runs(
                 [self.experiment_id],
-                f"tags.`harness.cell_key` = '{key}' and attributes.status = 'FINISHED'",
+                f"{tag_is(names.CELL_KEY, key)} and attributes.status = 'FINISHED'",
                 max_results=1,
                 order_by=["attributes.start_time DESC"],
             )
@@ -214,7 +220,7 @@ class MlflowSink:
         """The newest finished run with cell key ``key``, its eval/ files copied into ``dest``."""
         runs = self.client.search_runs(
             [self.experiment_id],
-            f"tags.`harness.cell_key` = '{key}' and attributes.status = 'FINISHED'",
+            f"{tag_is(names.CELL_KEY, key)} and attributes.status = 'FINISHED'",
             max_results=1,
             order_by=["attributes.start_time DESC"],
         )
@@ -222,8 +228,8 @@ class MlflowSink:
             return None
         run_id = str(runs[0].info.run_id)
         dest.mkdir(parents=True, exist_ok=True)
-        names = {f.path for f in self.client.list_artifacts(run_id)}
-        if "eval" in names:
+        listed = {f.path for f in self.client.list_artifacts(run_id)}
+        if "eval" in listed:
             self.client.download_artifacts(run_id, "eval", str(dest))
         return BaselineRun(run_id, dict(runs[0].data.tags), dest / "eval")
 

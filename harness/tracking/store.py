@@ -12,15 +12,17 @@ import datetime as dt
 import json
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.config.errors import UserError
 from harness.config.schema import TrackingConfig
+from harness.metrics import names
 from harness.metrics.compare import Comparison, compare
-from harness.tracking.sink import MlflowSink, TrackingError, _guarded
+from harness.tracking.record import RECORD_SCHEMA_VERSION
+from harness.tracking.sink import MlflowSink, TrackingError, _guarded, tag_is
 
 REPORT_DIR = "report"  # where a sweep's report files go on its parent run
 
@@ -44,14 +46,37 @@ class SweepData:
     cells: list[RunData] = field(default_factory=list)
 
 
+# record schema -> the upgrade of a run recorded in it to the next (harness/tracking/record.py
+# has the format history); empty while every recorded layout is the current one.
+RECORD_UPGRADES: dict[int, Callable[[RunData], RunData]] = {}
+
+
+def upgrade_record(run: RunData) -> RunData:
+    """A run as the current record schema names things. Runs logged before records carried
+    ``harness.record_schema`` are version 1; a run from a newer harness is refused."""
+    tag = run.tags.get(names.RECORD_SCHEMA, "1")
+    version = int(tag) if tag.isdigit() else 0
+    if version < 1 or version > RECORD_SCHEMA_VERSION:
+        raise UserError(
+            f"run {run.run_id} has record schema {tag!r}; this harness reads 1 to "
+            f"{RECORD_SCHEMA_VERSION} (a newer harness recorded it: upgrade this one)"
+        )
+    while version < RECORD_SCHEMA_VERSION:
+        run = RECORD_UPGRADES[version](run)
+        version += 1
+    return run
+
+
 def _plain(run: Any) -> RunData:
-    return RunData(
-        run_id=str(run.info.run_id),
-        name=str(run.info.run_name or ""),
-        status=str(run.info.status),
-        tags=dict(run.data.tags),
-        params=dict(run.data.params),
-        metrics=dict(run.data.metrics),
+    return upgrade_record(
+        RunData(
+            run_id=str(run.info.run_id),
+            name=str(run.info.run_name or ""),
+            status=str(run.info.status),
+            tags=dict(run.data.tags),
+            params=dict(run.data.params),
+            metrics=dict(run.data.metrics),
+        )
     )
 
 
@@ -77,30 +102,30 @@ class SweepStore(MlflowSink):
     @_guarded
     def find(self, ref: str) -> SweepData:
         """The sweep with id ``ref``, else the one named ``ref`` that ended last."""
-        kind = "tags.`harness.kind` = 'sweep'"
+        kind = tag_is(names.KIND, "sweep")
         named: list[Any] = []
         if re.fullmatch(r"[\w.+-]+", ref):  # sweep names are config file names, ids are hex
-            named = self._search(f"{kind} and tags.`harness.sweep_id` = '{ref}'")
-            named = named or self._search(f"{kind} and tags.`harness.sweep_name` = '{ref}'")
+            named = self._search(f"{kind} and {tag_is(names.SWEEP_ID, ref)}")
+            named = named or self._search(f"{kind} and {tag_is(names.SWEEP_NAME, ref)}")
         if not named:
             raise UserError(f"sweep={ref} is not in {self.describe()}; {self._known()}")
         latest = max(named, key=lambda r: r.info.end_time or r.info.start_time or 0)
         parent = _plain(latest)
         return SweepData(
             run=parent,
-            sweep_id=parent.tags.get("harness.sweep_id", ""),
-            name=parent.tags.get("harness.sweep_name", ""),
+            sweep_id=parent.tags.get(names.SWEEP_ID, ""),
+            name=parent.tags.get(names.SWEEP_NAME, ""),
             ended=_when(latest.info.end_time),
             cells=self._cells(parent.run_id),
         )
 
     def _known(self) -> str:
-        sweeps: list[Any] = self._search("tags.`harness.kind` = 'sweep'")
+        sweeps: list[Any] = self._search(tag_is(names.KIND, "sweep"))
         if not sweeps:
             return "it holds no sweep yet"
         rows = sorted(sweeps, key=lambda r: -(r.info.end_time or r.info.start_time or 0))
         named = [
-            f"{r.data.tags.get('harness.sweep_name')} ({r.data.tags.get('harness.sweep_id')}, "
+            f"{r.data.tags.get(names.SWEEP_NAME)} ({r.data.tags.get(names.SWEEP_ID)}, "
             f"{_when(r.info.end_time or r.info.start_time)})"
             for r in rows[:8]
         ]
@@ -114,12 +139,12 @@ class SweepStore(MlflowSink):
         newest: dict[str, Any] = {}
         children: list[Any] = self._search(f"tags.`mlflow.parentRunId` = '{parent_id}'")
         for run in sorted(children, key=lambda r: r.info.start_time or 0):
-            newest[run.data.tags.get("harness.cell_key", run.info.run_id)] = run
+            newest[run.data.tags.get(names.CELL_KEY, run.info.run_id)] = run
         return [_plain(r) for r in newest.values()]
 
     def _listed_runs(self, parent_id: str) -> list[str] | None:
-        names = {f.path for f in self.client.list_artifacts(parent_id)}
-        if "cells.json" not in names:
+        listed = {f.path for f in self.client.list_artifacts(parent_id)}
+        if "cells.json" not in listed:
             return None
         with tempfile.TemporaryDirectory() as tmp:
             path = self.client.download_artifacts(parent_id, "cells.json", tmp)
@@ -130,8 +155,8 @@ class SweepStore(MlflowSink):
     def download(self, run_id: str, path: str, dest: Path) -> Path | None:
         """A run's artifact file or folder copied under ``dest``; None when it has none."""
         parent = str(Path(path).parent) if "/" in path else None
-        names = {f.path for f in self.client.list_artifacts(run_id, parent)}
-        if path not in names:
+        listed = {f.path for f in self.client.list_artifacts(run_id, parent)}
+        if path not in listed:
             return None
         dest.mkdir(parents=True, exist_ok=True)
         return Path(self.client.download_artifacts(run_id, path, str(dest)))

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from harness.metrics.compare import compare_runs
+from harness import compare_runs
+from harness.metrics import names
 from harness.results.events import read_log
 from tests.conftest import HarnessRun, mlflow_runs
 
@@ -72,6 +73,10 @@ def test_sweep_records_parent_and_children(
         assert metrics["peak_tree_rss_bytes"] > 0
         assert metrics["output_throughput_tok_s_ci95_lo"] < metrics["output_throughput_tok_s"]
         assert metrics["cost_per_1m_output_tokens_usd"] > 0
+        # every recorded name has its one definition in the table (harness/metrics/names.py)
+        assert [k for k in metrics if names.resolve(k) is None] == []
+        assert [k for k in tags if not k.startswith("mlflow.") and not names.is_tag(k)] == []
+        assert tags[names.RECORD_SCHEMA] == "1"
 
 
 def test_per_repetition_steps_and_artifacts(
@@ -84,7 +89,7 @@ def test_per_repetition_steps_and_artifacts(
     assert sorted(m.step for m in history) == [0, 1, 2]
     mean = sum(m.value for m in history) / 3
     assert abs(cell.data.metrics["output_throughput_tok_s"] - mean) < 1e-6 * mean
-    names = {a.path for a in client.list_artifacts(cell.info.run_id)}
+    listed = {a.path for a in client.list_artifacts(cell.info.run_id)}
     assert {
         "cell.json",
         "config.yaml",
@@ -93,7 +98,7 @@ def test_per_repetition_steps_and_artifacts(
         "resources.jsonl",
         "environment.json",
         "run.log",
-    } <= names
+    } <= listed
     local = Path(client.download_artifacts(cell.info.run_id, "events", str(tmp_path)))
     infos, records = read_log(local.parent)
     assert [(i.phase, i.repetition) for i in infos] == [

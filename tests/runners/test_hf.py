@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness.artifacts.hf_checkpoint import describe_checkpoint
-from runners import LoadSpec, Request, get_runner
-from runners.hf import SUPPORT, HFConfig, HFRunner
+from runners import Engine, LoadSpec, ModelFormat, Request, get_runner
+from runners.hf import METHOD_PACKAGES, HFConfig, HFRunner
 
 pytestmark = pytest.mark.slow
 
@@ -44,21 +44,11 @@ def test_registered_with_capabilities() -> None:
     assert cls is HFRunner
     caps = cls.capabilities
     assert caps.streaming and caps.batching and caps.max_concurrency == 1
-    assert caps.devices == {"cpu", "cuda"}
-    assert caps.support["torchao"] == {"int8", "int4"}
-    assert (
-        caps.methods
-        == set(SUPPORT)
-        == {
-            "none",
-            "torchao",
-            "bnb",
-            "gptq",
-            "awq",
-            "compressed_tensors",
-        }
-    )
-    assert HFConfig().model_format() == "hf"
+    assert set(METHOD_PACKAGES) == {"none", "torchao", "bnb", "gptq", "awq", "compressed_tensors"}
+    assert HFConfig().model_format() is ModelFormat.hf
+    assert HFConfig().engine() is Engine.transformers
+    policy = HFConfig().memory_policy()
+    assert policy.load_transient and policy.host_base_bytes == 280 * 2**20
 
 
 @pytest.mark.parametrize(

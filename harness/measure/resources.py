@@ -1,9 +1,8 @@
 """Resource sampling during a measurement: host RSS of a process tree, GPU memory, clocks, energy.
 
-A daemon thread samples on a fixed deadline grid (``harness.results.clock`` time, like request
-events); energy counters are read only at labelled marks. Raw samples are kept; statistics come
-from the pure functions below. What cannot be measured is named in ``absent`` with a reason,
-never 0.
+A daemon thread samples on a fixed deadline grid (the harness clock, like request events);
+energy counters are read only at labelled marks. Raw samples are kept; statistics come from the
+pure functions below. What cannot be measured is named in ``absent`` with a reason, never 0.
 """
 
 from __future__ import annotations

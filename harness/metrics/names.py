@@ -108,8 +108,10 @@ COST_OUTPUT: Final = _m(
 
 METRICS: Final[tuple[Metric, ...]] = (
     # per repetition (docs/metrics.md "Per repetition")
-    _rep("window_s", S, Kind.time, NONE, "first measured send → last measured completion"),
-    _rep("requests", "requests", Kind.tally, NONE, "completed measured requests"),
+    _m("window_s", S, Kind.time, NONE, "first measured send → last measured completion"),
+    _m("requests", "requests", Kind.tally, NONE, "completed measured requests (headline: total)"),
+    _m("output_tokens", "tokens", Kind.tally, NONE, "Σ output tokens of the completed requests"),
+    _m("repetitions", "repetitions", Kind.tally, NONE, "measured repetitions"),
     OUTPUT_THROUGHPUT,
     _rep("input_throughput_tok_s", TOK_S, T, UP, "Σ prompt tokens ÷ window"),
     _rep("total_throughput_tok_s", TOK_S, T, UP, "Σ (prompt + output tokens) ÷ window"),
@@ -143,6 +145,7 @@ METRICS: Final[tuple[Metric, ...]] = (
     _m("sm_clock_min_mhz", "MHz", Kind.time, NONE, "lowest SM clock sampled"),
     _m("sm_clock_mean_mhz", "MHz", Kind.time, NONE, "mean SM clock sampled"),
     _m("sample_interval_p99_s", S, Kind.time, DOWN, "p99 gap between resource samples"),
+    _m("samples", "samples", Kind.tally, NONE, "resource samples in a repetition's window"),
     _m("load_time_s", S, Kind.time, DOWN, "wall time of runner.load()"),
     # cost
     COST_OUTPUT,
@@ -241,7 +244,7 @@ BY_NAME: Final[dict[str, Metric]] = {m.name: m for m in METRICS}
 def _pattern(name: str) -> re.Pattern[str]:
     parts = re.split(r"(\{cur\}|<[a-z]+>)", name)
     body = "".join(
-        "[a-z]+" if p == "{cur}" else "[A-Za-z0-9_.]+" if p.startswith("<") else re.escape(p)
+        "[a-z]+" if p == "{cur}" else r"[\w.\-]+" if p.startswith("<") else re.escape(p)
         for p in parts
     )
     return re.compile(f"^{body}$")

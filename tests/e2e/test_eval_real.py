@@ -14,6 +14,7 @@ from harness.artifacts.cache import ArtifactCache
 from harness.artifacts.gguf_file import read_table
 from harness.artifacts.quantize import materialize, plan
 from harness.config.schema import EvalConfig, EvalLevel, GateSpec
+from harness.metrics import names
 from harness.quality.evaluate import BASELINE, VARIANT, EvalTask, FidelityInputs, run_eval
 from harness.quality.gate import compare
 from harness.quality.suites import load_suite
@@ -48,6 +49,15 @@ def test_smoke_eval_sweep_on_the_real_model(smoke_sweep: SweepRun) -> None:
     assert q8["fidelity.top1_agreement"] > q2["fidelity.top1_agreement"]
     assert q8["fidelity.ppl_ratio"] < q2["fidelity.ppl_ratio"]
     assert "| baseline |" in r.stdout
+
+
+def test_every_name_the_real_sweep_recorded_is_in_the_table(smoke_sweep: SweepRun) -> None:
+    """Real llama.cpp cells with the quality eval record the most names: each metric resolves
+    to its entry in harness/metrics/names.py and each tag to a tag family there."""
+    for run in mlflow_runs(smoke_sweep.cwd):
+        metrics, tags = run.data.metrics, run.data.tags
+        assert [k for k in metrics if names.resolve(k) is None] == [], run.info.run_name
+        assert [k for k in tags if not k.startswith("mlflow.") and not names.is_tag(k)] == []
 
 
 class Corrupting:

@@ -1,5 +1,6 @@
 """The orchestrator end to end with the FakeRunner, checked through MLflow's client."""
 
+import json
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -33,6 +34,11 @@ def test_sweep_records_parent_and_children(
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["harness.sweep_name"] == "fake_matrix"
     assert len({c.data.tags["harness.cell_key"] for c in cells}) == 4
+    # planned once, in the sweeper: each job ran the planned cell written for it
+    plans = sorted(tmp_path.glob("outputs/sweeps/*/*/cells/*.json"))
+    assert sorted(json.loads(p.read_text())["cell"]["key"] for p in plans) == sorted(
+        c.data.tags["harness.cell_key"] for c in cells
+    )
     assert sorted(c.data.params["runtime.ttft_s"] for c in cells) == [
         "0.001",
         "0.002",

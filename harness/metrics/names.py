@@ -126,6 +126,9 @@ METRICS: Final[tuple[Metric, ...]] = (
     _rep("engine_decode_tok_s", TOK_S, T, UP, "the runtime's own decode rate over a repetition"),
     _rep("engine_decode_s", S, Kind.time, NONE, "the runtime's own decode time (counters)"),
     _rep("engine_decode_tokens", "tokens", Kind.tally, NONE, "the runtime's own decoded tokens"),
+    _rep("engine_prefill_s", S, Kind.time, NONE, "the runtime's own prompt-processing time"),
+    _rep("engine_prefill_tokens", "tokens", Kind.tally, NONE, "the runtime's own prompt tokens"),
+    _rep("engine_<k>", "", Kind.tally, NONE, "any other counter or gauge the runtime keeps"),
     _rep("decode_fidelity_ratio", ONE, Kind.ratio, NONE, "decode_tok_s ÷ engine_decode_tok_s"),
     _m("token_count_mismatch_fraction", ONE, Kind.ratio, DOWN, "chunk-counted ≠ reported tokens"),
     _m("max_rate_at_slo_req_s", REQ_S, T, UP, "highest open-loop rate meeting the SLO"),
@@ -171,7 +174,9 @@ METRICS: Final[tuple[Metric, ...]] = (
     _m("memory.prediction_ratio", ONE, Kind.ratio, NONE, "measured ÷ predicted peak"),
     # quality (docs/quality.md)
     _m("eval_time_s", S, Kind.time, NONE, "wall time of the quality eval", doc="quality.md"),
-    _m("quality.<slice>.<k>", ONE, Q, UP, "a slice's score, change and CI", doc="quality.md"),
+    _m(
+        "quality.<k>", ONE, Q, UP, "a slice's score, change and CI; the aggregate", doc="quality.md"
+    ),
     _m("quality.corpus_ppl", ONE, Q, DOWN, "perplexity on the held-out corpus", doc="quality.md"),
     _m("fidelity.<k>", ONE, Q, NONE, "agreement with the baseline's logits", doc="quality.md"),
 )
@@ -254,30 +259,31 @@ _PATTERNS: Final = tuple((_pattern(m.name), m) for m in METRICS if "{" in m.name
 _TAG_PATTERNS: Final = tuple(_pattern(t.name) for t in TAGS)
 
 
-def _base(name: str) -> Metric | None:
-    if name in BY_NAME:
-        return BY_NAME[name]
-    return next((m for p, m in _PATTERNS if p.match(name)), None)
+def _unsummarized(name: str) -> str | None:
+    """``<name>`` of ``<name>_median`` ... ``<name>_ci95_hi``; None for any other name."""
+    for suffix in SUMMARY_SUFFIXES:
+        if name.endswith(f"_{suffix}"):
+            return name.removesuffix(f"_{suffix}")
+    return None
 
 
 def resolve(name: str) -> Metric | None:
-    """The table entry a recorded metric name stands for; None when it has none."""
+    """The table entry a recorded metric name stands for; None when it has none. Exact names
+    win over a family (``engine_<k>``) and the summary suffixes."""
     name = name.removeprefix("rep.")
-    found = _base(name)
-    if found is not None:
-        return found
+    candidates = [n for n in (name, _unsummarized(name)) if n]
+    for candidate in candidates:
+        if candidate in BY_NAME:
+            return BY_NAME[candidate]
     for series in SERIES:
         rest = name.removeprefix(f"{series.name}_")
         if rest != name and rest in _series_suffixes():
             unit = "samples" if rest == "samples" else S
             return Metric(name, unit, L, DOWN if unit == S else NONE, series.definition)
-    head, _, suffix = name.rpartition("_")
-    if suffix in ("lo", "hi"):
-        head, _, ci = head.rpartition("_")
-        suffix = f"{ci}_{suffix}"
-    base = _base(head)
-    if base is not None and suffix in SUMMARY_SUFFIXES:
-        return base
+    for candidate in candidates:
+        found = next((m for p, m in _PATTERNS if p.match(candidate)), None)
+        if found is not None:
+            return found
     return None
 
 

@@ -7,6 +7,7 @@ import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 
+from harness.metrics import names
 from tests.conftest import HarnessRun, mlflow_runs
 from tests.integration.test_fake_sweep import children
 
@@ -50,6 +51,7 @@ def test_runtimes_side_by_side(harness_cli: HarnessRun, model_cache: Path, tmp_p
         assert m["output_tokens"] > 0 and m["output_throughput_tok_s"] > 0
         assert m["ttft_p50_s"] > 0 and m["e2e_p50_s"] >= m["ttft_p50_s"]
         assert c.data.params["gen.chat_template"]
+        assert [k for k in m if names.resolve(k) is None] == []  # every name has its definition
         by_runtime.setdefault(tags["runtime.name"], []).append(c)
     assert {k: len(v) for k, v in by_runtime.items()} == {
         "llama_cpp": 2,

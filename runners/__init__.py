@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 
 from runners.base import (
     AsyncStreaming,
+    BuildsRequests,
     Capabilities,
     Completion,
     Delta,
@@ -30,6 +31,7 @@ from runners.base import (
 
 __all__ = [
     "AsyncStreaming",
+    "BuildsRequests",
     "Capabilities",
     "Completion",
     "Delta",

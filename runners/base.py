@@ -148,11 +148,16 @@ class Request:
     """One generation request: prompt token ids and the exact number of tokens to produce.
 
     ``prompt`` is the text the ids came from; a server runner that cannot send ids sends it.
+    ``prompt_tokens`` is how many tokens the runtime says it prefills for this prompt when that
+    is known apart from ``prompt_ids`` (a server's own count), with ``prompt_source`` naming
+    who said so (a ``CountSource`` value).
     """
 
     prompt_ids: tuple[int, ...]
     max_new_tokens: int
     prompt: str = ""
+    prompt_tokens: int | None = None
+    prompt_source: str = "engine"
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +259,16 @@ class TextCompletion(Protocol):
     def chat_template(self) -> str | None:
         """The chat template text ``complete(chat=True)`` applies (None: the model has none),
         hashed into the eval settings so baseline and variant are known to match."""
+
+
+@runtime_checkable
+class BuildsRequests(Protocol):
+    """What a runner adds when tiling ``tokenize`` ids is not what it prefills (a server sent
+    text): it builds each request itself, to exactly ``input_tokens`` as its runtime counts."""
+
+    def request_for(self, text: str, max_new_tokens: int, input_tokens: int | None) -> Request:
+        """The request for prompt ``text``; with ``input_tokens`` its prompt is exactly that
+        many tokens as the runtime counts them, with that count and its source recorded."""
 
 
 @runtime_checkable

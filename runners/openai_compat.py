@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from runners.base import Capabilities, Completion, Delta, LoadSpec, Request, RunnerConfig
 from runners.openai_sync import APIS, CONTROL_TIMEOUT_S, SyncClient, complete, completion_body
+from runners.prompt_fit import fit_text
 from runners.server_launch import LaunchedServer, distribution_version, launch
 from runners.server_profiles import PROFILES, ServerLaunchConfig, check_kv_cache_dtype
 from runners.sse import (
@@ -197,6 +198,60 @@ class OpenAICompatRunner:
         self._sessions[loop] = (session, loop.create_task(close_at_loop_end(session)))
         return session
 
+    def _served(self, prompt: str | list[int]) -> int | None:
+        """The prompt length the server itself reports for ``prompt``: the usage of one
+        non-streaming request for a single token (None when it reports no usage)."""
+        assert self.model is not None
+        body: dict[str, Any] = {"model": self.model, "max_tokens": 1, "stream": False}
+        if self.config.api == "chat":
+            body["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        answer = self.http.post(APIS[self.config.api], body, self.config.timeout_s)
+        count = (answer.get("usage") or {}).get("prompt_tokens")
+        return count if isinstance(count, int) else None
+
+    def _n_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def request_for(self, text: str, max_new_tokens: int, input_tokens: int | None) -> Request:
+        """The request for ``text``, built so the server prefills exactly ``input_tokens``:
+        tiled ids with ``send_token_ids``, else text cut to that length by the server's own
+        tokenizer (``runners.prompt_fit``); for the chat API the template's tokens, measured
+        once from usage, are taken off the message. The count recorded with it is the server's:
+        the usage of a one-token request, else its tokenize endpoint's count."""
+        if self.model is None:
+            raise RuntimeError("runner used before load()")
+        c, n = self.config, input_tokens
+        if c.send_token_ids:
+            ids = self.tokenize(text)
+            if n is not None:
+                ids = (ids * -(-n // max(len(ids), 1)))[:n]
+            served = self._served(ids)
+            source = "server_usage" if served is not None else "requested"
+            return Request(tuple(ids), max_new_tokens, text, served or len(ids), source)
+        if n is not None:
+            target = n
+            if c.api == "chat":
+                overhead = self._served(text)
+                if overhead is None:
+                    raise RuntimeError(
+                        f"{self.base_url} reports no usage, so the chat template's tokens "
+                        "cannot be counted and workload.input_tokens cannot be met; use "
+                        "runtime.api=completions"
+                    )
+                target = n - (overhead - self._n_tokens(text))
+            text = fit_text(text, target, self._n_tokens)
+        served, source = self._served(text), "server_usage"
+        if served is None and c.api == "completions":
+            try:
+                served, source = self._n_tokens(text), "server_tokenize"
+            except RuntimeError:
+                served = None
+        if served is None:
+            return Request((), max_new_tokens, text, None, "unknown")
+        return Request((), max_new_tokens, text, served, source)
+
     def _payload(self, request: Request) -> dict[str, Any]:
         if self.model is None:
             raise RuntimeError("runner used before load()")
@@ -207,7 +262,7 @@ class OpenAICompatRunner:
             body["ignore_eos"] = True
         if c.send_token_ids:
             return body | {"prompt": list(request.prompt_ids)}
-        if request.prompt_ids and not request.prompt:
+        if not request.prompt:
             raise ValueError("the request has no prompt text; set runtime.send_token_ids=true")
         if c.api == "chat":
             messages = [{"role": "user", "content": request.prompt}]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from harness.config.schema import LoadMode, WorkloadConfig
 from harness.results.clock import now_ns
 from harness.results.events import CountSource, Phase, RepetitionInfo, RequestRecord
-from runners import AsyncStreaming, Request, Runner
+from runners import AsyncStreaming, BuildsRequests, Request, Runner
 
 NS = 1_000_000_000
 
@@ -110,7 +110,10 @@ def build_requests(
     runner: Runner, prompts: Sequence[str], max_new_tokens: int, input_tokens: int | None
 ) -> list[Request]:
     """Tokenize each prompt once; with ``input_tokens`` tile its ids to exactly that length so
-    every request prefills the same number of tokens."""
+    every request prefills the same number of tokens. A runner that prefills something other
+    than tiled ids (a server sent text) builds its requests itself."""
+    if isinstance(runner, BuildsRequests):
+        return [runner.request_for(text, max_new_tokens, input_tokens) for text in prompts]
     out = []
     for text in prompts:
         ids = runner.tokenize(text)
@@ -164,6 +167,10 @@ def _record(
     in_n, in_src = len(request.prompt_ids), CountSource.engine
     if rec.usage_in is not None and not engine_counts:
         in_n, in_src = rec.usage_in, CountSource.server_usage
+    elif request.prompt_tokens is not None:  # the server's count, taken when it was built
+        in_n, in_src = request.prompt_tokens, CountSource(request.prompt_source)
+    elif request.prompt_source != CountSource.engine:
+        in_n, in_src = 0, CountSource(request.prompt_source)
     return RequestRecord(
         phase=slot.phase,
         repetition=rep,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from harness.metrics.stats import instability, min_samples_for, percentile, summarize
 from harness.results.clock import seconds
-from harness.results.events import Phase, RequestRecord
+from harness.results.events import CountSource, Phase, RequestRecord
 
 # Bump when a definition below changes: it is part of every cell key and logged as a tag.
 # 1: single-stream TTFT/ITL/e2e, p50/p95. 2: TTFCT, ITL per chunk, input/total throughput,
@@ -135,7 +135,9 @@ def repetition(records: Sequence[RequestRecord], slo: Mapping[str, float]) -> di
         return {}
     window = seconds(max(r.chunk_ns[-1] for r in done) - min(r.t_send_ns for r in measured))
     out_tok = sum(r.output_tokens for r in done)
-    in_tok = sum(r.prompt_tokens for r in done)
+    # a prompt nobody could count leaves the input numbers undefined, never too low
+    counted = all(r.prompt_count_source != CountSource.unknown for r in done)
+    in_tok = sum(r.prompt_tokens for r in done) if counted else None
     ttfts = _defined([ttft_s(r) for r in done])
     decode_tokens = sum(r.output_tokens - 1 for r in done if ttft_s(r) is not None)
     decode_time = sum(
@@ -145,8 +147,8 @@ def repetition(records: Sequence[RequestRecord], slo: Mapping[str, float]) -> di
         "window_s": window,
         "requests": float(len(done)),
         "output_throughput_tok_s": out_tok / window,
-        "input_throughput_tok_s": in_tok / window,
-        "total_throughput_tok_s": (in_tok + out_tok) / window,
+        "input_throughput_tok_s": in_tok / window if in_tok is not None else None,
+        "total_throughput_tok_s": (in_tok + out_tok) / window if in_tok is not None else None,
         "request_throughput_req_s": len(done) / window,
         "decode_tok_s": decode_tokens / decode_time if decode_time > 0 else None,
         "ttft_mean_s": _mean(ttfts),
@@ -227,6 +229,10 @@ def derive(records: Sequence[RequestRecord], slo: Mapping[str, float] | None = N
     for key in STABILITY_METRICS:
         out.unstable += [f"{key}: {why}" for why in instability(out.per_rep.get(key, []))]
     done = [r for r in measured if r.ok and r.chunk_ns]
+    if any(r.prompt_count_source == CountSource.unknown for r in done):
+        why = "the server reports no prompt length and has no tokenize endpoint"
+        for key in ("input_throughput_tok_s", "total_throughput_tok_s"):
+            out.absent[key] = why
     pooled_percentiles(done, out)
     out.metrics["requests"] = float(len(done))
     out.metrics["output_tokens"] = float(sum(r.output_tokens for r in done))

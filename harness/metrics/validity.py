@@ -48,6 +48,23 @@ def short_outputs(measured: Sequence[RequestRecord]) -> list[str]:
     ]
 
 
+def prompt_lengths(measured: Sequence[RequestRecord], input_tokens: int | None) -> list[str]:
+    """A fixed input length must be what the runtime prefilled (the server's own count), or the
+    input numbers describe a prompt that was never sent."""
+    if input_tokens is None:
+        return []
+    wrong = [r for r in measured if r.ok and r.prompt_tokens != input_tokens]
+    if not wrong:
+        return []
+    r = wrong[0]
+    seen = sorted({w.prompt_tokens for w in wrong})
+    return [
+        f"{len(wrong)} of {len(measured)} requests prefilled "
+        f"{', '.join(map(str, seen[:5]))} prompt tokens, not workload.input_tokens="
+        f"{input_tokens} (counted by {r.prompt_count_source})"
+    ]
+
+
 def repetition_sizes(
     infos: Sequence[RepetitionInfo], measured: Sequence[RequestRecord], workload: WorkloadConfig
 ) -> list[str]:
@@ -99,9 +116,17 @@ def judge(
         return v
     v.problems += failed_requests(measured)
     v.problems += short_outputs(measured)
+    v.problems += prompt_lengths(measured, workload.input_tokens)
     v.problems += repetition_sizes(infos, measured, workload)
     v.problems += client_lag(measured, workload.max_send_lag_s)
     v.flags += [f"unstable: {u}" for u in unstable]
+    unconfirmed = Counter(
+        r.prompt_count_source
+        for r in measured
+        if r.ok and r.prompt_count_source in (CountSource.requested, CountSource.unknown)
+    )
+    for source, n in sorted(unconfirmed.items()):
+        v.flags.append(f"prompt lengths: {n} of {len(measured)} requests {source}, unconfirmed")
     approximate = Counter(
         r.output_count_source
         for r in measured

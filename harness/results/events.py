@@ -32,6 +32,11 @@ class CountSource(StrEnum):
     # the server stopped at max_tokens (finish_reason "length") with min_tokens = max_tokens,
     # so it says it generated exactly that many; its own count, but not a reported number
     finish_length = "finish_length"
+    # prompt counts only: the server's tokenize endpoint counted the text it was sent; the
+    # count asked for (token ids sent, the server confirmed nothing); nobody could count it
+    server_tokenize = "server_tokenize"
+    requested = "requested"
+    unknown = "unknown"
 
 
 class Phase(StrEnum):

@@ -336,3 +336,41 @@ def test_close_leaves_no_process_in_the_group(
     assert not (tmp_path / "server.pgid").exists()
     assert (tmp_path / "server.log").exists()
     runner.close()  # idempotent
+
+
+@pytest.mark.slow
+def test_input_tokens_is_what_the_server_prefilled(
+    llama: OpenAICompatRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.config.schema import LoadMode, WorkloadConfig
+    from harness.measure.loadgen import build_requests, pattern_for, run_repetition
+    from harness.metrics.validity import judge
+
+    prompts = ["Explain why the sky is blue.", "Hi"]
+    w = WorkloadConfig(
+        name="w", prompts=prompts, input_tokens=128, max_new_tokens=4, requests=2,
+        warmup_requests=0, min_duration_s=0.0, mode=LoadMode.closed_loop,
+    )  # fmt: skip
+
+    def measured(requests: list[Request]) -> tuple[list[Any], Any]:
+        info, records = run_repetition(llama, requests, pattern_for(w, None), "measure", 0)
+        return records, judge([info], records, w, [])
+
+    requests = build_requests(llama, prompts, 4, 128)
+    # the server's own usage (a one-token request) says 128, and so does its tokenizer
+    assert [(r.prompt_tokens, r.prompt_source) for r in requests] == [(128, "server_usage")] * 2
+    assert [len(llama.tokenize(r.prompt)) for r in requests] == [128, 128]
+    records, verdict = measured(requests)
+    assert [(r.prompt_tokens, r.prompt_count_source) for r in records] == [
+        (128, "server_usage")
+    ] * 2
+    assert verdict.valid, verdict.problems
+    # the old behaviour, ids tiled but the text sent untouched, is caught
+    monkeypatch.setattr("runners.openai_compat.fit_text", lambda text, n, count: text)
+    records, verdict = measured(build_requests(llama, prompts, 4, 128))
+    assert sorted(r.prompt_tokens for r in records) == sorted(
+        len(llama.tokenize(p)) for p in prompts
+    )
+    assert not verdict.valid and "not workload.input_tokens=128 (counted by server_usage)" in (
+        verdict.problems[0]
+    )

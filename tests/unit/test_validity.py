@@ -60,3 +60,14 @@ def test_warmup_is_ignored_by_validity() -> None:
     warm = rec([10, 20], phase="warmup", error="boom")
     v = judge([info(0, 1.0)], [warm, rec([10, 20], index=1)], workload(), [])
     assert v.valid
+
+
+def test_a_prompt_the_runtime_did_not_prefill_invalidates() -> None:
+    records = [rec([10, 20], prompt=128), rec([10, 20], index=1, prompt=12)]
+    v = judge([info(0, 1.0)], records, workload(input_tokens=128), [])
+    assert v.problems == [
+        "1 of 2 requests prefilled 12 prompt tokens, not workload.input_tokens=128 "
+        "(counted by engine)"
+    ]
+    assert judge([info(0, 1.0)], records[:1], workload(input_tokens=128), []).valid
+    assert judge([info(0, 1.0)], records, workload(), []).valid  # no fixed length asked

@@ -371,6 +371,7 @@ def test_input_tokens_is_what_the_server_prefilled(
     assert sorted(r.prompt_tokens for r in records) == sorted(
         len(llama.tokenize(p)) for p in prompts
     )
-    assert not verdict.valid and "not workload.input_tokens=128 (counted by server_usage)" in (
-        verdict.problems[0]
+    assert (
+        not verdict.valid
+        and "not workload.input_tokens=128 (counted by server_usage)" in (verdict.problems[0])
     )

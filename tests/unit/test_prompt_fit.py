@@ -21,5 +21,5 @@ def test_blank_prompt_is_filled_and_impossible_lengths_are_refused() -> None:
     assert words(fit_text("   ", 5, words)) == 5
     with pytest.raises(ValueError, match="0 tokens"):
         fit_text("a", 0, words)
-    with pytest.raises(RuntimeError, match="exactly 3 tokens.*workload.input_tokens"):
+    with pytest.raises(RuntimeError, match=r"exactly 3 tokens.*workload\.input_tokens"):
         fit_text("longword", 3, lambda t: 2 * len(t.split()))  # only even counts exist

@@ -25,6 +25,10 @@ PEAKS = (
     "gpu_peak_used_over_baseline_bytes",
     "gpu_peak_proc_bytes",
     "sample_interval_p99_s",
+    "client_peak_rss_bytes",
+    "server_peak_rss_bytes",
+    "gpu_foreign_procs_max",
+    "gpu_foreign_peak_bytes",
 )
 
 

@@ -9,41 +9,35 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import psutil
 
+from harness.measure.nvml import (
+    BENIGN_THROTTLE,
+    GPU_KEYS,
+    THROTTLE_BITS,
+    Nvml,
+    open_nvml,
+)
+from harness.measure.nvml import (
+    GPU_METRICS as GPU_METRICS,  # re-exported: the metrics this log can give
+)
 from harness.metrics.stats import percentile
 from harness.results.clock import now_ns
 
-LOG_VERSION = 1  # 1: header, sample and mark lines
+# 1: header, sample and mark lines; 2: the worker's own RSS, foreign GPU processes, CPU times at
+# marks (version-1 logs read with those None)
+LOG_VERSION = 2
+READABLE = (1, 2)
 POWERCAP = Path("/sys/class/powercap")
 RAPL_RANGE = "rapl_max_energy_range_uj."  # static key prefix, one per domain
 CHILDREN_REFRESH_NS = 500_000_000  # children() scans all of /proc: too slow for every tick
-GPU_METRICS = (
-    *("gpu_peak_used_bytes", "gpu_peak_used_over_baseline_bytes", "gpu_peak_proc_bytes"),
-    *("gpu_energy_j", "gpu_mean_power_w", "gpu_energy_window_s"),
-    *("sm_clock_min_mhz", "sm_clock_mean_mhz"),
-)
-GPU_KEYS = (*GPU_METRICS, "throttle_reasons", "gpu_power_w")
-# Bits of nvmlClocksEventReason* (nvml.h; the older nvmlClocksThrottleReason* names share the
-# values, 0x200/0x400 as nvidia-ml-py defines them), hard-coded so a stored log decodes without
-# pynvml. 0x1 (GPU idle) and 0x2 (applications clocks setting) are normal, not throttling.
-# fmt: off
-THROTTLE_BITS = {
-    0x4: "sw_power_cap", 0x8: "hw_slowdown", 0x10: "sync_boost", 0x20: "sw_thermal_slowdown",
-    0x40: "hw_thermal_slowdown", 0x80: "hw_power_brake_slowdown", 0x100: "display_clock_setting",
-    0x200: "board_limit", 0x400: "reliability",
-}
-# fmt: on
-BENIGN_THROTTLE = 0x1 | 0x2
-T = TypeVar("T")
 Put = Callable[[str, float | None, str], None]
+NO_SERVER = "no process besides the worker: the runtime runs in it, or the server runs elsewhere"
 Metrics = tuple[dict[str, float], dict[str, str]]
 
 
@@ -56,6 +50,9 @@ class Sample:
     sm_clock_mhz: int | None
     throttle_reasons: int | None
     power_w: float | None
+    client_rss_bytes: int | None = None  # the worker process alone (rss_bytes: its tree)
+    gpu_foreign_procs: int | None = None  # compute processes on the device outside the tree
+    gpu_foreign_bytes: int | None = None  # and their memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +61,11 @@ class Mark:
     t_ns: int
     gpu_energy_mj: int | None
     cpu_energy_uj: int | None
+    # CPU seconds (user + system) so far: the worker alone, the worker and its descendants,
+    # and the whole machine busy (every core, every process: total less idle and iowait)
+    client_cpu_s: float | None = None
+    tree_cpu_s: float | None = None
+    busy_cpu_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,96 +76,6 @@ class ResourceLog:
     static: dict[str, str]
     absent: dict[str, str]
     baseline: Sample | None
-
-
-class _Nvml:
-    """One NVML device. A failed read gives None and records its first error under the metrics
-    it feeds; an unsupported read fails fast (microseconds), so it is simply tried again."""
-
-    def __init__(self, nv: Any, handle: Any, absent: dict[str, str], static: dict[str, str]):
-        self.nv, self.handle, self.absent = nv, handle, absent
-        self.foreign_procs, self.tree_seen = 0, False  # for the PID-namespace check in close()
-        legacy = nv.nvmlDeviceGetCurrentClocksThrottleReasons
-        self.reasons_fn: Any = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", legacy)
-        try:
-            self.reasons_fn(handle)
-        except nv.NVMLError:  # drivers older than the rename (R535) have only the legacy name
-            self.reasons_fn = legacy
-        for key, read in (
-            ("gpu_name", lambda: nv.nvmlDeviceGetName(handle)),
-            ("gpu_uuid", lambda: nv.nvmlDeviceGetUUID(handle)),
-            ("gpu_memory_total_bytes", lambda: nv.nvmlDeviceGetMemoryInfo(handle).total),
-            ("gpu_power_limit_w", lambda: nv.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000),
-            ("gpu_driver", nv.nvmlSystemGetDriverVersion),
-        ):
-            try:
-                static[key] = str(read())
-            except nv.NVMLError as e:
-                static[key] = f"unavailable: {e}"
-
-    def _call(self, keys: tuple[str, ...], conv: Callable[[Any], T], fn: Any, *a: Any) -> T | None:
-        try:
-            return conv(fn(self.handle, *a))
-        except self.nv.NVMLError as e:
-            for key in keys:
-                self.absent.setdefault(key, f"NVML {fn.__name__} failed: {e}")
-            return None
-
-    def used_bytes(self) -> int | None:
-        keys = ("gpu_peak_used_bytes", "gpu_peak_used_over_baseline_bytes")
-        return self._call(keys, lambda m: int(m.used), self.nv.nvmlDeviceGetMemoryInfo)
-
-    def proc_bytes(self, pids: set[int]) -> int | None:
-        """usedGpuMemory summed over the tree's pids; None when NVML's pids are not ours."""
-        fn = self.nv.nvmlDeviceGetComputeRunningProcesses
-        procs = self._call(("gpu_peak_proc_bytes",), list, fn)
-        if procs is None:
-            return None
-        mine = [p for p in procs if p.pid in pids]
-        if procs and not mine:
-            self.foreign_procs = max(self.foreign_procs, len(procs))
-            return None
-        self.tree_seen = self.tree_seen or bool(mine)
-        # usedGpuMemory is None where the driver withholds it (WDDM, some vGPU profiles)
-        used = [int(p.usedGpuMemory) for p in mine if p.usedGpuMemory is not None]
-        return None if mine and not used else sum(used)
-
-    def slow(self) -> tuple[int | None, int | None, float | None]:
-        nv, clocks = self.nv, ("sm_clock_min_mhz", "sm_clock_mean_mhz")
-        return (
-            self._call(clocks, int, nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_SM),
-            self._call(("throttle_reasons",), int, self.reasons_fn),
-            self._call(("gpu_power_w",), lambda mw: mw / 1000, nv.nvmlDeviceGetPowerUsage),
-        )
-
-    def energy_mj(self) -> int | None:
-        keys = ("gpu_energy_j", "gpu_mean_power_w", "gpu_energy_window_s")
-        return self._call(keys, int, self.nv.nvmlDeviceGetTotalEnergyConsumption)
-
-    def close(self) -> None:
-        if self.foreign_procs and not self.tree_seen:
-            why = "none of NVML's {} compute pids is in the tree (container without host pids?)"
-            self.absent.setdefault("gpu_peak_proc_bytes", why.format(self.foreign_procs))
-        self.nv.nvmlShutdown()
-
-
-def _open_nvml(index: int, static: dict[str, str], absent: dict[str, str]) -> _Nvml | None:
-    # NVML ignores CUDA_VISIBLE_DEVICES (gpu_index is an NVML index): record CUDA's view beside it.
-    for var in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
-        static[var.lower()] = os.environ.get(var, "<unset>")
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception as e:  # ImportError, NVMLError_LibraryNotFound, DriverNotLoaded, ...
-        absent.update(dict.fromkeys(GPU_KEYS, f"NVML unavailable: {e}"))
-        return None
-    try:
-        return _Nvml(pynvml, pynvml.nvmlDeviceGetHandleByIndex(index), absent, static)
-    except pynvml.NVMLError as e:
-        pynvml.nvmlShutdown()
-        absent.update(dict.fromkeys(GPU_KEYS, f"NVML device index {index} unavailable: {e}"))
-        return None
 
 
 def _open_rapl(root: Path, static: dict[str, str], absent: dict[str, str]) -> list[Path]:
@@ -201,7 +113,7 @@ class ResourceMonitor:
         self._marks: list[Mark] = []
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._gpu: _Nvml | None = None
+        self._gpu: Nvml | None = None
         self._rapl: list[Path] = []
         self._procs: dict[int, psutil.Process] = {}
         self._children_ns: int | None = None
@@ -217,7 +129,7 @@ class ResourceMonitor:
             self._absent.update(dict.fromkeys(GPU_KEYS, "no GPU requested (gpu_index=None)"))
         else:
             self._static["gpu_index"] = str(self._gpu_index)
-            self._gpu = _open_nvml(self._gpu_index, self._static, self._absent)
+            self._gpu = open_nvml(self._gpu_index, self._static, self._absent)
         self._sample()  # the baseline, before the caller loads anything
         self._thread = threading.Thread(target=self._run, name="resource-monitor", daemon=True)
         self._thread.start()
@@ -231,8 +143,32 @@ class ResourceMonitor:
         except (OSError, ValueError) as e:
             cpu = None
             self._absent.setdefault("cpu_energy_j", f"RAPL read failed: {e}")
-        self._marks.append(Mark(label, t_ns, self._gpu.energy_mj() if self._gpu else None, cpu))
+        gpu = self._gpu.energy_mj() if self._gpu else None
+        self._marks.append(Mark(label, t_ns, gpu, cpu, *self._cpu_seconds()))
         return self._marks[-1]
+
+    def _cpu_seconds(self) -> tuple[float | None, float | None, float | None]:
+        """CPU seconds of the worker, of its tree (descendants known to the sampler) and of
+        the whole machine; a descendant that exited takes its seconds with it."""
+        try:
+            own = self._root.cpu_times()
+        except psutil.NoSuchProcess:
+            return None, None, None
+        client = own.user + own.system
+        tree = client
+        for pid, proc in list(self._procs.items()):
+            if pid == self._root.pid:
+                continue
+            try:
+                t = proc.cpu_times()
+                tree += t.user + t.system
+            except psutil.NoSuchProcess:
+                continue
+        m = psutil.cpu_times()
+        busy = sum(m) - m.idle - getattr(m, "iowait", 0.0)
+        # guest time is already inside user on Linux: do not count it twice
+        busy -= getattr(m, "guest", 0.0) + getattr(m, "guest_nice", 0.0)
+        return client, tree, busy
 
     def stop(self) -> ResourceLog:
         if self._thread is None:
@@ -269,16 +205,18 @@ class ResourceMonitor:
                 self._absent.setdefault("resource_sampler", f"a tick failed, skipped: {e!r}")
 
     def _sample(self) -> None:
-        rss = self._tree_rss(t_ns := now_ns())
-        used = proc = None
+        rss, own = self._tree_rss(t_ns := now_ns())
+        used = proc = n_foreign = foreign = None
         if self._gpu is not None:
-            used, proc = self._gpu.used_bytes(), self._gpu.proc_bytes(set(self._procs))
+            used = self._gpu.used_bytes()
+            proc, n_foreign, foreign = self._gpu.proc_bytes(set(self._procs))
             if self._ticks % self._slow_every == 0:
                 self._slow = self._gpu.slow()
         self._ticks += 1
-        self._samples.append(Sample(t_ns, rss, used, proc, *self._slow))
+        self._samples.append(Sample(t_ns, rss, used, proc, *self._slow, own, n_foreign, foreign))
 
-    def _tree_rss(self, t_ns: int) -> int:
+    def _tree_rss(self, t_ns: int) -> tuple[int, int | None]:
+        """Σ RSS of the tree, and the worker's own."""
         if self._children_ns is None or t_ns - self._children_ns >= CHILDREN_REFRESH_NS:
             self._children_ns = t_ns
             try:
@@ -286,13 +224,16 @@ class ResourceMonitor:
                 self._procs = {p.pid: self._procs.get(p.pid, p) for p in [self._root, *kids]}
             except psutil.NoSuchProcess:
                 pass  # the root is gone; keep counting the descendants already known
-        total = 0
+        total, own = 0, None
         for pid, proc in list(self._procs.items()):
             try:
-                total += proc.memory_info().rss
+                rss = proc.memory_info().rss
             except psutil.NoSuchProcess:  # exited (zombies included) since the last refresh
                 del self._procs[pid]
-        return total
+                continue
+            total += rss
+            own = rss if pid == self._root.pid else own
+        return total, own
 
 
 def counter_delta(start: int, end: int, wrap: int | None) -> int | None:
@@ -343,8 +284,37 @@ def window_metrics(log: ResourceLog, start: str, end: str) -> Metrics:
     put("gpu_peak_proc_bytes", max(proc, default=None), f"{none} has gpu_proc_bytes")
     put("sm_clock_min_mhz", min(clock, default=None), f"{none} has sm_clock_mhz")
     put("sm_clock_mean_mhz", sum(clock) / len(clock) if clock else None, f"{none} has clocks")
+    own = col("client_rss_bytes")
+    put("client_peak_rss_bytes", max(own, default=None), f"{none} has client_rss_bytes")
+    # the worker's descendants: a server the runner launched (its whole process tree)
+    server = max(
+        (s.rss_bytes - s.client_rss_bytes for s in window if s.client_rss_bytes), default=0
+    )
+    put("server_peak_rss_bytes", server or None, NO_SERVER)
+    foreign_n, foreign = col("gpu_foreign_procs"), col("gpu_foreign_bytes")
+    put("gpu_foreign_procs_max", max(foreign_n, default=None), f"{none} lists GPU processes")
+    put("gpu_foreign_peak_bytes", max(foreign, default=None), f"{none} lists GPU processes")
+    _cpu(a, b, put, bool(server))
     _energy(log, a, b, put)
     return metrics, absent
+
+
+def _cpu(a: Mark, b: Mark, put: Put, has_server: bool) -> None:
+    """Cores used (CPU seconds ÷ wall seconds) between the marks: the worker itself, a server
+    it launched, and every process outside the measured tree (contention)."""
+    window_s = (b.t_ns - a.t_ns) / 1e9
+    times = (a.client_cpu_s, a.tree_cpu_s, a.busy_cpu_s, b.client_cpu_s, b.tree_cpu_s)
+    if window_s <= 0 or any(t is None for t in times) or b.busy_cpu_s is None:
+        for key in ("client_cpu_cores", "server_cpu_cores", "foreign_cpu_cores"):
+            put(key, None, "CPU times not read at both marks")
+        return
+    client = (b.client_cpu_s - a.client_cpu_s) / window_s  # type: ignore[operator]
+    tree = (b.tree_cpu_s - a.tree_cpu_s) / window_s  # type: ignore[operator]
+    busy = (b.busy_cpu_s - a.busy_cpu_s) / window_s  # type: ignore[operator]
+    put("client_cpu_cores", client, "")
+    put("server_cpu_cores", tree - client if has_server else None, NO_SERVER)
+    # clock ticks (10 ms) round each counter: a small negative difference is zero
+    put("foreign_cpu_cores", max(0.0, busy - tree), "")
 
 
 def _energy(log: ResourceLog, a: Mark, b: Mark, put: Put) -> None:
@@ -390,8 +360,8 @@ def to_jsonl(log: ResourceLog, path: Path) -> None:
 def read_jsonl(path: Path) -> ResourceLog:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     head = rows[0] if rows else {}
-    if head.get("kind") != "header" or head.get("version") != LOG_VERSION:
-        raise ValueError(f"{path}: not a version-{LOG_VERSION} resource log")
+    if head.get("kind") != "header" or head.get("version") not in READABLE:
+        raise ValueError(f"{path}: not a resource log of version {READABLE}")
     items = [(row.pop("kind"), row) for row in rows[1:]]
     samples = [Sample(**r) for kind, r in items if kind == "sample"]
     marks = [Mark(**r) for kind, r in items if kind == "mark"]

@@ -31,6 +31,7 @@ from harness.measure.resources import (
 )
 
 MiB = 2**20
+GiB = 2**30
 GROW_MIB = 300
 GROWER = f"""
 import sys
@@ -205,7 +206,8 @@ def test_counter_delta() -> None:
 def sample(t_s: float, rss_mib: int, used_mib: int | None, clock: int | None, bits: int) -> Sample:
     used = None if used_mib is None else used_mib * MiB
     proc = None if used_mib is None else (used_mib - 100) * MiB
-    return Sample(round(t_s * 1e9), rss_mib * MiB, used, proc, clock, bits, 300.0)
+    # the worker itself holds 50 MiB, a launched server the rest; one foreign 1 GiB process
+    return Sample(round(t_s * 1e9), rss_mib * MiB, used, proc, clock, bits, 300.0, 50 * MiB, 1, GiB)
 
 
 def hand_log() -> ResourceLog:
@@ -218,8 +220,9 @@ def hand_log() -> ResourceLog:
     ]
     marks = [
         Mark("start", round(0.5e9), 10_000, 1_000_000),  # overridden by the later "start"
-        Mark("start", round(1.0e9), 40_000, 5_000_000),
-        Mark("end", round(2.0e9), 290_000, 7_500_000),
+        # CPU seconds: worker, worker + server, whole machine busy
+        Mark("start", round(1.0e9), 40_000, 5_000_000, 10.0, 30.0, 100.0),
+        Mark("end", round(2.0e9), 290_000, 7_500_000, 10.25, 31.25, 102.5),
     ]
     static = {"rapl_max_energy_range_uj.intel-rapl:0": "262143328850", "gpu_name": "fake"}
     return ResourceLog(0.5, samples, marks, static, {}, samples[0])
@@ -243,6 +246,13 @@ def test_window_metrics_by_hand() -> None:
             "gpu_energy_window_s": 1.0,
             "gpu_mean_power_w": 250,
             "cpu_energy_j": 2.5,  # (7.5e6 - 5e6) uJ
+            "client_peak_rss_bytes": 50 * MiB,
+            "server_peak_rss_bytes": 350 * MiB,  # 400 - 50
+            "gpu_foreign_procs_max": 1,
+            "gpu_foreign_peak_bytes": GiB,
+            "client_cpu_cores": 0.25,  # 0.25 s in a 1 s window
+            "server_cpu_cores": 1.0,  # (1.25 - 0.25) s
+            "foreign_cpu_cores": 1.25,  # 2.5 s busy, 1.25 s of it the tree
         }
     )
 
@@ -285,7 +295,7 @@ def test_jsonl_round_trip(tmp_path: Path) -> None:
     to_jsonl(real, tmp_path / "real.jsonl")
     assert read_jsonl(tmp_path / "real.jsonl") == real
     (tmp_path / "bad.jsonl").write_text('{"kind": "sample"}\n')
-    with pytest.raises(ValueError, match="not a version-1 resource log"):
+    with pytest.raises(ValueError, match="not a resource log"):
         read_jsonl(tmp_path / "bad.jsonl")
 
 
@@ -342,6 +352,8 @@ def test_gpu_path_with_a_fake_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     metrics, absent = window_metrics(log, "w.start", "w.end")
     assert not set(GPU_METRICS) & set(absent)
     assert metrics["gpu_peak_proc_bytes"] == 512 * MiB  # the foreign pid is not ours
+    # ... but it shares the device: counted apart, for the contention flag
+    assert (metrics["gpu_foreign_procs_max"], metrics["gpu_foreign_peak_bytes"]) == (1, 100 * MiB)
     assert metrics["gpu_peak_used_over_baseline_bytes"] == 0
     assert metrics["gpu_mean_power_w"] == pytest.approx(300, rel=0.02)
     assert metrics["sm_clock_min_mhz"] == 1980
@@ -360,6 +372,7 @@ def test_foreign_pids_only_leave_process_memory_absent(monkeypatch: pytest.Monke
     metrics, absent = window_metrics(log, "w.start", "w.end")
     assert "gpu_peak_proc_bytes" not in metrics and "gpu_peak_used_bytes" in metrics
     assert absent["gpu_peak_proc_bytes"] == log.absent["gpu_peak_proc_bytes"]
+    assert "container" in absent["gpu_foreign_procs_max"]  # nothing is called foreign then
 
 
 @pytest.mark.gpu
@@ -372,3 +385,30 @@ def test_real_nvml_device() -> None:
     for key in ("gpu_peak_used_bytes", "gpu_energy_j", "gpu_mean_power_w", "sm_clock_min_mhz"):
         assert key in metrics, absent.get(key)
     assert metrics["gpu_energy_j"] > 0 and 5 < metrics["gpu_mean_power_w"] < 2000
+
+
+def test_cpu_of_the_worker_its_server_and_everyone_else() -> None:
+    spin = "import time\nt = time.process_time()\nwhile time.process_time() - t < 30: pass"
+    child = subprocess.Popen([sys.executable, "-c", spin])  # a "launched server": in the tree
+    # contention: a spinner re-parented to init once its launcher exits, so not in the tree
+    launcher = (
+        "import subprocess, sys; "
+        f"print(subprocess.Popen([sys.executable, '-c', {spin!r}], stdout=-3).pid)"
+    )
+    outsider = int(subprocess.check_output([sys.executable, "-c", launcher], text=True))
+    try:
+        monitor = ResourceMonitor(os.getpid(), None, interval_s=0.02)
+        monitor.start()
+        time.sleep(0.6)  # the sampler finds the child (children are rescanned every 0.5 s)
+        monitor.mark("s")
+        time.sleep(1.0)
+        monitor.mark("e")
+        metrics, _ = window_metrics(monitor.stop(), "s", "e")
+    finally:
+        os.kill(outsider, 9)
+        child.kill()
+        child.wait()
+    # two spinners on two cores: each gets most of one; the worker itself mostly sleeps
+    assert metrics["client_cpu_cores"] < 0.3
+    assert metrics["server_cpu_cores"] > 0.5 and metrics["foreign_cpu_cores"] > 0.5
+    assert metrics["server_peak_rss_bytes"] > 0

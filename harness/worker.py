@@ -43,7 +43,7 @@ from harness.results.cell_dir import (
 from harness.results.clock import now_ns, seconds
 from harness.results.result import ArtifactInfo, CellResult, Status, dump_result
 from harness.results.result import write_json_atomic as write_json
-from runners import LoadSpec, Runner, get_runner
+from runners import LoadSpec, ReportsServedModel, Runner, get_runner
 
 # 10 ms: NVML memory reads cost ~8 µs, and 100 ms polling misses 10 ms allocation spikes.
 SAMPLE_INTERVAL_S = 0.01
@@ -148,17 +148,28 @@ def run(cell_dir: Path, cfg: HarnessConfig, spec: dict[str, Any]) -> CellResult:
         if log is None:
             log = monitor.stop()
         to_jsonl(log, cell_dir / RESOURCES_FILE)
-    out = assemble(cfg, measurement, log, runner_cls.capabilities.preallocates_memory)
+    external = cfg.runtime.serves_elsewhere()
+    out = assemble(
+        cfg,
+        measurement,
+        log,
+        runner_cls.capabilities.preallocates_memory,
+        client=runner_cls.capabilities.async_streaming,
+        external=external,
+    )
     metrics = {
         **out.metrics,
         **quality.metrics,
         "load_time_s": load_s,
         "peak_rss_bytes": float(peak_rss),
         "rss_before_load_bytes": float(rss_before),
-        "model_file_bytes": float(artifact.file_bytes),
-        "model_bpw": artifact.bpw,
-        "model_params": float(artifact.n_params),
     }
+    if external:
+        _external_server(runner, metrics, out.absent)
+    else:
+        metrics["model_file_bytes"] = float(artifact.file_bytes)
+        metrics["model_bpw"] = artifact.bpw
+        metrics["model_params"] = float(artifact.n_params)
     if not artifact.cache_hit and artifact.build_s is not None:
         # a cached entry keeps its original build time as provenance; only a build done
         # for this cell is this cell's cost
@@ -180,8 +191,32 @@ def run(cell_dir: Path, cfg: HarnessConfig, spec: dict[str, Any]) -> CellResult:
         tags=quality.tags,
         versions=versions,
         settings=effective_settings(runner_settings, measurement.records),
-        artifact=artifact,
+        artifact=None if external else artifact,
     )
+
+
+# Measured here, these describe the harness's client, not the external server: kept under
+# client_* names only.
+SERVER_MEMORY = ("peak_rss_bytes", "peak_tree_rss_bytes", "mean_tree_rss_bytes")
+
+
+def _external_server(runner: Runner, metrics: dict[str, float], absent: dict[str, str]) -> None:
+    """A server the harness did not launch: no local file describes it and its memory is
+    not in the measured tree. Only what the server itself reports is recorded."""
+    facts, why = runner.served_model() if isinstance(runner, ReportsServedModel) else ({}, "")
+    for key in ("model_file_bytes", "model_params", "model_bpw"):
+        if key in facts:
+            metrics[key] = facts[key]
+        else:
+            absent[key] = why or "the model runs outside the harness and reports no size"
+    for key in SERVER_MEMORY:
+        metrics.pop(key, None)
+        for suffix in ("", "_std", "_cv", "_ci95_lo", "_ci95_hi"):
+            metrics.pop(key + suffix, None)
+        absent[key] = (
+            "the server runs elsewhere: its memory is not measured here "
+            "(client_peak_rss_bytes is the harness's own client)"
+        )
 
 
 def main(argv: list[str]) -> int:

@@ -99,6 +99,18 @@ class RunnerConfig:
         a synthetic runner)."""
         return None
 
+    def serves_elsewhere(self) -> bool:
+        """True when the model runs outside the worker's process tree (a server the harness
+        did not launch): its memory and CPU are not measured here, and nothing local (file
+        size, bits per weight) describes it."""
+        return False
+
+    def served_variant(self) -> tuple[str, str] | None:
+        """For a model served elsewhere, the (method, precision) the user declares it to be,
+        "unknown" where not declared; None when the harness builds what it runs, so the
+        cell's own method and precision are true."""
+        return None
+
     def required_packages(self, method: str) -> dict[str, str]:
         """Distributions this configuration needs for ``method`` beyond the runner's own
         ``packages`` (a method's library where the model loads, the server a launch profile
@@ -259,6 +271,15 @@ class TextCompletion(Protocol):
     def chat_template(self) -> str | None:
         """The chat template text ``complete(chat=True)`` applies (None: the model has none),
         hashed into the eval settings so baseline and variant are known to match."""
+
+
+@runtime_checkable
+class ReportsServedModel(Protocol):
+    """What a client of a server adds: the model's size as the server reports it."""
+
+    def served_model(self) -> tuple[dict[str, float], str]:
+        """Reported ``model_file_bytes``, ``model_params`` and ``model_bpw`` (those known), and
+        the reason for the rest."""
 
 
 @runtime_checkable

@@ -95,6 +95,7 @@ class OpenAICompatRunner:
         # blocking requests; its base_url becomes the launched server's in load()
         self.http = SyncClient(config.base_url, min(CONTROL_TIMEOUT_S, config.timeout_s))
         self.model: str | None = None
+        self.listing: dict[str, Any] = {}  # the served model's entry in GET /v1/models
         self.server: LaunchedServer | None = None
         self._tokenize_shape: str | None = None
         self._special_tokens: int | None = None  # ids tokenize("") gives (BOS and the like)
@@ -122,10 +123,12 @@ class OpenAICompatRunner:
                 self._tokenize_shape = PROFILES[self.config.launch].tokenize
                 self.server.wait_ready(self.config.ready_timeout_s)
             self.http.get("/health", ok=(200, 404))  # vLLM, llama-server, TGI; 404 elsewhere
-            listed = [m.get("id") for m in (self.http.get("/v1/models") or {}).get("data") or []]
+            entries = [m for m in (self.http.get("/v1/models") or {}).get("data") or [] if m]
+            listed = [m.get("id") for m in entries if isinstance(m, dict)]
             self.model = self.config.model or next(iter(listed), None)
             if not self.model:
                 raise RuntimeError(f"{self.base_url}/v1/models lists no model")
+            self.listing = next((m for m in entries if m.get("id") == self.model), {})
         except BaseException:
             self.close()
             raise
@@ -367,12 +370,19 @@ class OpenAICompatRunner:
             body = parse_json(raw) if status == 200 else None
             if isinstance(body, dict) and body.get(key):
                 info[f"server.{key}"] = str(body[key])
+        info.update(model_identity(self.listing))
+        info["server.model.listed"] = str(bool(self.listing)).lower()  # else: a name it accepts
         if self.server is not None:  # the argv holds no secret: keys never go on it
             info["server.launch"] = self.server.profile
             info["server.argv"] = shlex.join(self.server.argv)
         if self.config.launch == "llama_cpp_python":
             info["llama_cpp_python"] = distribution_version(self.config.python, "llama-cpp-python")
         return info
+
+    def served_model(self) -> tuple[dict[str, float], str]:
+        """What the server itself says of the model's size (llama-server's /v1/models ``meta``:
+        ``size`` in bytes and ``n_params``), and why anything is missing."""
+        return model_facts(self.listing)
 
     def generation_settings(self) -> dict[str, str]:
         """In the words the in-process runners use for the same behaviour (the equivalence check),
@@ -420,6 +430,37 @@ class OpenAICompatRunner:
             self._runner = None
         if self.server is not None:
             self.server.stop()
+
+
+def model_identity(entry: dict[str, Any]) -> dict[str, str]:
+    """The served model's listing as tags: every scalar field (owned_by, root, created,
+    max_model_len, ...) and llama-server's ``meta`` (n_params, size, n_ctx_train, ...)."""
+    out: dict[str, str] = {}
+    for key, value in entry.items():
+        if key == "meta" and isinstance(value, dict):
+            out |= {f"server.model.meta.{k}": str(v) for k, v in value.items() if _scalar(v)}
+        elif key != "id" and _scalar(value):
+            out[f"server.model.{key}"] = str(value)
+    return out
+
+
+def model_facts(entry: dict[str, Any]) -> tuple[dict[str, float], str]:
+    meta = entry.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    size, params = meta.get("size"), meta.get("n_params")
+    facts: dict[str, float] = {}
+    if isinstance(size, int | float) and size > 0:
+        facts["model_file_bytes"] = float(size)
+    if isinstance(params, int | float) and params > 0:
+        facts["model_params"] = float(params)
+    if len(facts) == 2:
+        facts["model_bpw"] = 8 * facts["model_file_bytes"] / facts["model_params"]
+    why = "the server runs elsewhere and its GET /v1/models reports no model size"
+    return facts, why
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) and len(str(value)) <= 500
 
 
 def _on_off(detail: str) -> str:

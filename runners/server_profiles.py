@@ -25,6 +25,10 @@ class ServerLaunchConfig(RunnerConfig):
 
     model: str | None = None  # the served name; None: the first id that GET /v1/models lists
     launch: str | None = None  # one of PROFILES
+    # launch null: what the external server serves, as the user declares it (recorded as the
+    # cell's method and precision; null: "unknown", never the config's defaults)
+    served_method: str | None = None
+    served_precision: str | None = None
     host: str = "127.0.0.1"
     port: int | None = None  # None: a free port
     ready_timeout_s: float = 120.0
@@ -52,6 +56,12 @@ class ServerLaunchConfig(RunnerConfig):
         """Validation of the launch keys, for the subclass's ``__post_init__``."""
         if self.launch is None:
             return
+        if self.served_method is not None or self.served_precision is not None:
+            raise ValueError(
+                "runtime.served_method and runtime.served_precision describe an external "
+                "server (runtime.launch=null); a launched server serves the cell's method "
+                "and precision"
+            )
         if self.launch not in PROFILES:
             raise ValueError(
                 f"runtime.launch={self.launch!r} is invalid; choose one of: "
@@ -84,6 +94,14 @@ class ServerLaunchConfig(RunnerConfig):
     def memory_policy(self) -> MemoryPolicy | None:
         """What the launched server takes; a server launched elsewhere is not predicted."""
         return None if self.launch is None else PROFILES[self.launch].memory(self)
+
+    def serves_elsewhere(self) -> bool:
+        return self.launch is None
+
+    def served_variant(self) -> tuple[str, str] | None:
+        if self.launch is not None:
+            return None
+        return (self.served_method or "unknown", self.served_precision or "unknown")
 
     def required_packages(self, method: str) -> dict[str, str]:
         """A server loads the model (and a method's library) in its own process; only a

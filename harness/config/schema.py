@@ -169,6 +169,11 @@ class WorkloadConfig:
     sweep_max_rate: float = 1000.0
     sweep_bisections: int = 3
     max_send_lag_s: float = 0.005  # send-lag p99 above this: the client was the bottleneck
+    # self-checks, flagged (not invalidating): a server client's own CPU and event-loop lag,
+    # and CPU used by processes outside the measured tree (contention on a shared box)
+    max_client_cpu_cores: float = 0.8
+    max_loop_lag_s: float = 0.02
+    max_foreign_cpu_cores: float = 0.25
 
     def __post_init__(self) -> None:
         if not self.prompts:
@@ -219,8 +224,12 @@ class WorkloadConfig:
             raise ValueError(f"workload.mode={self.mode.value} needs workload.rate (requests/s)")
         if self.burstiness <= 0:
             raise ValueError(f"workload.burstiness={self.burstiness} must be > 0")
-        if self.max_send_lag_s <= 0:
-            raise ValueError(f"workload.max_send_lag_s={self.max_send_lag_s} must be > 0")
+        for name in ("max_send_lag_s", "max_client_cpu_cores", "max_loop_lag_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"workload.{name}={getattr(self, name)} must be > 0")
+        if self.max_foreign_cpu_cores < 0:
+            value = self.max_foreign_cpu_cores
+            raise ValueError(f"workload.max_foreign_cpu_cores={value} must be >= 0")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from harness.measure.session import Measurement
 from harness.metrics.cost import costs
 from harness.metrics.derive import derive
 from harness.metrics.stats import summarize
-from harness.metrics.validity import judge
+from harness.metrics.validity import judge, self_checks
 from harness.results.events import Phase, RepetitionInfo, RequestRecord
 
 # Resource values whose worst repetition is the answer (a peak is a peak); every other
@@ -105,8 +105,16 @@ def engine_check(meas: Measurement, out: Assembled) -> None:
 
 
 def assemble(
-    cfg: HarnessConfig, meas: Measurement, log: ResourceLog, preallocates: bool
+    cfg: HarnessConfig,
+    meas: Measurement,
+    log: ResourceLog,
+    preallocates: bool,
+    *,
+    client: bool = False,
+    external: bool = False,
 ) -> Assembled:
+    """Every number of a run from its raw events and resource log, with the verdict and flags.
+    ``client``: the worker only drives a server; ``external``: that server runs elsewhere."""
     out = Assembled()
     derived = derive(meas.records, cfg.workload.slo)
     out.metrics.update(derived.metrics)
@@ -118,9 +126,17 @@ def assemble(
         out.per_rep["probe.rate_req_s"] = [r for r, _ in meas.probes]
         out.per_rep["probe.goodput_fraction"] = [f for _, f in meas.probes]
     engine_check(meas, out)
+    reps = [i for i in meas.infos if i.phase == Phase.measure]
+    lags = [i.client["loop_lag_max_s"] for i in reps if "loop_lag_max_s" in i.client]
+    if lags and len(lags) == len(reps):
+        out.per_rep["client_loop_lag_max_s"] = lags
+        out.metrics["client_loop_lag_max_s"] = max(lags)
     resources(log, meas.infos, meas.records, out)
     verdict = judge(meas.infos, meas.records, cfg.workload, derived.unstable)
     out.problems, out.flags = verdict.problems, verdict.flags + out.flags
+    out.flags += self_checks(
+        cfg.workload, out.per_rep, meas.infos, client=client, external=external
+    )
     if preallocates:
         out.flags.append(
             "runtime preallocates device memory: peak VRAM is its setting, not the need"

@@ -319,7 +319,29 @@ async def _async_request(
     return _record(slot, rep, request, t_sched, queue, t_send, rec, error, engine_counts=False)
 
 
+LAG_TICK_S = 0.005  # the event-loop lag probe's sleep
+
+
+async def _watch_lag(lags: list[float]) -> None:
+    """How late the event loop wakes a sleeper: a busy or starved client delays every chunk
+    timestamp by as much, so this is the error bar on the client's own clock readings."""
+    while True:
+        t = now_ns()
+        await asyncio.sleep(LAG_TICK_S)
+        lags.append(max(0.0, (now_ns() - t) / NS - LAG_TICK_S))
+
+
 async def _drive_async(
+    runner: AsyncStreaming, requests: Sequence[Request], p: Pattern, rep: int, lags: list[float]
+) -> list[RequestRecord]:
+    watcher = asyncio.create_task(_watch_lag(lags))
+    try:
+        return await _drive_async_load(runner, requests, p, rep)
+    finally:
+        watcher.cancel()
+
+
+async def _drive_async_load(
     runner: AsyncStreaming, requests: Sequence[Request], p: Pattern, rep: int
 ) -> list[RequestRecord]:
     it = slots(p)
@@ -372,14 +394,18 @@ def run_repetition(
     """One repetition under pattern ``p``; its records say phase "measure" except warmup
     requests, whatever ``phase`` the repetition itself has (see ``relabel``)."""
     t_start = now_ns()
+    lags: list[float] = []
     if p.mode is LoadMode.offline:
         records = _drive_offline(runner, requests, p, rep)
     elif runner.capabilities.async_streaming:
         assert isinstance(runner, AsyncStreaming)
-        records = asyncio.run(_drive_async(runner, requests, p, rep))
+        records = asyncio.run(_drive_async(runner, requests, p, rep, lags))
     else:
         records = _drive_sync(runner, requests, p, rep)
     t_end = now_ns()
+    client = {}
+    if lags:
+        client = {"loop_lag_max_s": max(lags), "loop_lag_mean_s": sum(lags) / len(lags)}
     info = RepetitionInfo(
         phase=phase,
         repetition=rep,
@@ -388,6 +414,7 @@ def run_repetition(
         t_end_ns=t_end,
         requests=len(records),
         params=dict(p.params),
+        client=client,
     )
     return info, records
 

@@ -9,7 +9,7 @@ numbers: unstable repetitions, a throttled GPU, preallocated memory, token-count
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from harness.config.schema import WorkloadConfig
@@ -101,6 +101,56 @@ def client_lag(measured: Sequence[RequestRecord], limit_s: float) -> list[str]:
             f"workload.max_send_lag_s={limit_s * 1e3:.2f} ms"
         ]
     return []
+
+
+def self_checks(
+    workload: WorkloadConfig,
+    per_rep: Mapping[str, Sequence[float]],
+    infos: Sequence[RepetitionInfo],
+    *,
+    client: bool,
+    external: bool,
+) -> list[str]:
+    """Flags on how the measurement itself went: a single repetition (no variance estimate), a
+    server client that was busy or late (its timestamps lag the server), and contention from
+    processes outside the measured tree, on the CPUs or on the GPU. ``client``: the worker only
+    drives a server; ``external``: that server runs outside the tree, so its own CPU is among
+    the "foreign" seconds and contention cannot be told apart from it (no CPU flag then)."""
+    reps = [i for i in infos if i.phase == Phase.measure]
+    flags = []
+    if len(reps) == 1:
+        flags.append("one repetition: no variance estimate (workload.repetitions=1)")
+
+    def worst(key: str) -> tuple[int, float] | None:
+        values = per_rep.get(key) or []
+        return max(enumerate(values), key=lambda iv: iv[1]) if values else None
+
+    if client and (w := worst("client_cpu_cores")) and w[1] > workload.max_client_cpu_cores:
+        flags.append(
+            f"client busy: the harness's client used {w[1]:.2f} cores in repetition {w[0]} "
+            f"(> workload.max_client_cpu_cores={workload.max_client_cpu_cores}); its "
+            "timestamps may lag the server"
+        )
+    lag = max((i.client.get("loop_lag_max_s", 0.0) for i in reps), default=0.0)
+    if lag > workload.max_loop_lag_s:
+        flags.append(
+            f"client lagged: its event loop woke up to {lag * 1e3:.1f} ms late "
+            f"(> workload.max_loop_lag_s={workload.max_loop_lag_s})"
+        )
+    w = worst("foreign_cpu_cores")
+    if not external and w and w[1] > workload.max_foreign_cpu_cores:
+        flags.append(
+            f"contention: processes outside the measured tree used {w[1]:.2f} cores in "
+            f"repetition {w[0]} (> workload.max_foreign_cpu_cores="
+            f"{workload.max_foreign_cpu_cores})"
+        )
+    if (g := worst("gpu_foreign_procs_max")) and g[1] > 0:
+        held = max(per_rep.get("gpu_foreign_peak_bytes") or [0.0]) / 2**30
+        flags.append(
+            f"contention: {int(g[1])} other processes held the GPU (up to {held:.2f} GiB) "
+            f"in repetition {g[0]}"
+        )
+    return flags
 
 
 def judge(

@@ -72,6 +72,10 @@ def plan_cell(
     config = to_typed(cfg)
     check_eval(config.eval)
     axis_choices = {a: str(choices.get(a)) for a in AXES}
+    if (served := config.runtime.served_variant()) is not None:
+        # the harness builds nothing for a server it did not launch: its label is what the
+        # user declared it serves ("unknown" if nothing), never the method group's default
+        axis_choices["method"], axis_choices["precision"] = served
     source = None if config.plan and config.model.source is None else source_of(config)
     steps: list[Step] | None = None
     derivation = None  # why the model file cannot be derived

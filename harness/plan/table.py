@@ -47,7 +47,9 @@ def _fit(cell: Cell, fp: Footprint | None) -> str:
 
 def row(cell: Cell) -> tuple[str, ...]:
     c, fp = cell.config, cell.footprint
-    head = (f"{c.method.name}/{c.precision.name}", cell.choices["runtime"], c.hardware.name)
+    method = cell.choices.get("method", c.method.name)
+    label = f"{method}/{cell.choices.get('precision', c.precision.name)}"
+    head = (label, cell.choices["runtime"], c.hardware.name)
     if fp is None:
         return (*head, *("-",) * 6, _fit(cell, fp), "-", "-")
     return (

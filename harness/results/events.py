@@ -9,6 +9,8 @@ Format history (EVENTS_VERSION):
   1: RequestRecord with t_send_ns and chunk times only (issue 2).
   2: scheduled send time and slot wait, first content token, zero-token chunks, per-count
      sources, request status, non-streamed (offline) records, per-repetition descriptions.
+  3: the client's own health per repetition (``RepetitionInfo.client``: event-loop lag);
+     version-2 logs read with it empty.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-EVENTS_VERSION = 2
+EVENTS_VERSION = 3
+READABLE = (2, 3)
 EVENTS_DIR = "events"
 REPETITIONS_FILE = "repetitions.json"
 
@@ -86,6 +89,8 @@ class RepetitionInfo:
     t_end_ns: int
     requests: int
     params: dict[str, float] = field(default_factory=dict)  # rate, concurrency, shape, seed
+    # the load generator's own health: event-loop lag (async clients), seconds
+    client: dict[str, float] = field(default_factory=dict)
 
 
 def _name(phase: str, repetition: int) -> str:
@@ -120,8 +125,8 @@ def read_log(cell_dir: Path) -> tuple[list[RepetitionInfo], list[RequestRecord]]
     """Every repetition's description and every request record, in the order they ran."""
     out = cell_dir / EVENTS_DIR
     data = json.loads((out / REPETITIONS_FILE).read_text())
-    if data.get("version") != EVENTS_VERSION:
-        raise ValueError(f"{out}: events format {data.get('version')}, need {EVENTS_VERSION}")
+    if data.get("version") not in READABLE:
+        raise ValueError(f"{out}: events format {data.get('version')}, need one of {READABLE}")
     infos = [RepetitionInfo(**d) for d in data["repetitions"]]
     records: list[RequestRecord] = []
     for info in infos:

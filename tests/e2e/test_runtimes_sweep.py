@@ -1,6 +1,7 @@
 """The 135m_runtimes sweep for real: llama.cpp in-process, HF transformers (+ torchao) and a
 self-launched llama_cpp.server side by side on the same model, through the CLI and MLflow."""
 
+import json
 from pathlib import Path
 
 import psutil
@@ -66,6 +67,10 @@ def test_runtimes_side_by_side(harness_cli: HarnessRun, model_cache: Path, tmp_p
         assert tags["pkg.torch"].startswith("2.13.0") and tags["pkg.torchao"]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     for c in by_runtime["openai_server"]:
+        m = c.data.metrics
+        # the launched server's tree is measured apart from the harness's client
+        assert m["server_peak_rss_bytes"] > 100 * 2**20 and m["client_peak_rss_bytes"] > 0
+        assert m["server_cpu_cores"] > m["client_cpu_cores"] > 0
         assert c.data.tags["runtime.server.launch"] == "llama_cpp_python"
         assert "server.log" in {a.path for a in client.list_artifacts(c.info.run_id)}
         assert "finish_length" in c.data.tags["harness.flags"]
@@ -93,3 +98,40 @@ def test_a_worker_killed_at_its_deadline_leaves_no_server(
     assert "timed out after 12 s" in cell.data.tags["harness.reason"]
     assert {p.pid for p in _servers()} <= before, "the server outlived its killed worker"
     assert not list(tmp_path.rglob("server.pgid"))
+
+
+def test_an_external_server_cell_is_the_servers_not_ours(
+    harness_cli: HarnessRun, model_cache: Path, tmp_path: Path
+) -> None:
+    """A server the harness did not launch: labelled as declared (else unknown), no file facts
+    borrowed from the local model, no memory attributed, and input_tokens is what it prefilled."""
+    from tests.runners.test_server_launch import launched
+
+    server = launched(tmp_path / "server")
+    try:
+        r = harness_cli(
+            "runtime=openai_server",
+            f"runtime.base_url={server.base_url}",
+            "runtime.served_precision=q4_1",
+            "workload=tiny",
+            "workload.input_tokens=64",
+            cache_dir=model_cache,
+        )
+    finally:
+        server.close()
+    assert r.returncode == 0, r.stderr[-3000:]
+    (cell,) = children(mlflow_runs(tmp_path))
+    m, tags = cell.data.metrics, cell.data.tags
+    assert tags["harness.validity"] == "VALID", tags.get("harness.invalid_reasons")
+    assert (tags["harness.choice.method"], tags["harness.choice.precision"]) == ("unknown", "q4_1")
+    assert cell.info.run_name.startswith("smollm2_135m/unknown/q4_1/openai_server/")
+    assert tags["runtime.server.model"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert tags["runtime.server.model.owned_by"] == "me"  # llama-cpp-python's listing
+    for key in ("model_file_bytes", "model_bpw", "peak_tree_rss_bytes", "peak_rss_bytes"):
+        assert key not in m and tags[f"absent.{key}"]
+    assert not [t for t in tags if t.startswith("artifact.")]
+    assert m["client_peak_rss_bytes"] > 0 and "server_peak_rss_bytes" not in m
+    assert m["input_throughput_tok_s"] > 0
+    events = sorted(tmp_path.rglob("measure-0.jsonl"))
+    lines = [json.loads(x) for x in events[0].read_text().splitlines()]
+    assert {(x["prompt_tokens"], x["prompt_count_source"]) for x in lines} == {(64, "server_usage")}

@@ -71,3 +71,29 @@ def test_a_prompt_the_runtime_did_not_prefill_invalidates() -> None:
     ]
     assert judge([info(0, 1.0)], records[:1], workload(input_tokens=128), []).valid
     assert judge([info(0, 1.0)], records, workload(), []).valid  # no fixed length asked
+
+
+def test_self_checks_flag_one_repetition_a_busy_client_and_contention() -> None:
+    from harness.metrics.validity import self_checks
+
+    lagging = RepetitionInfo("measure", 0, "closed_loop", 0, 1, 1, client={"loop_lag_max_s": 0.05})
+    per_rep = {
+        "client_cpu_cores": [0.95],
+        "foreign_cpu_cores": [1.5],
+        "gpu_foreign_procs_max": [2.0],
+        "gpu_foreign_peak_bytes": [2**30],
+    }
+    flags = self_checks(workload(), per_rep, [lagging], client=True, external=False)
+    assert flags == [
+        "one repetition: no variance estimate (workload.repetitions=1)",
+        "client busy: the harness's client used 0.95 cores in repetition 0 "
+        "(> workload.max_client_cpu_cores=0.8); its timestamps may lag the server",
+        "client lagged: its event loop woke up to 50.0 ms late (> workload.max_loop_lag_s=0.02)",
+        "contention: processes outside the measured tree used 1.50 cores in repetition 0 "
+        "(> workload.max_foreign_cpu_cores=0.25)",
+        "contention: 2 other processes held the GPU (up to 1.00 GiB) in repetition 0",
+    ]
+    # an in-process engine is no client; an external server's CPU is among the "foreign"
+    quiet = {"client_cpu_cores": [1.0, 1.0], "foreign_cpu_cores": [1.5, 0.1]}
+    two = [info(0, 1.0), info(1, 1.0)]
+    assert self_checks(workload(), quiet, two, client=False, external=True) == []

@@ -134,6 +134,8 @@ def assemble(
     resources(log, meas.infos, meas.records, out)
     verdict = judge(meas.infos, meas.records, cfg.workload, derived.unstable)
     out.problems, out.flags = verdict.problems, verdict.flags + out.flags
+    if meas.stopped:
+        out.problems.insert(0, meas.stopped)
     out.flags += self_checks(
         cfg.workload, out.per_rep, meas.infos, client=client, external=external
     )

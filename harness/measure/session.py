@@ -41,6 +41,7 @@ class Measurement:
     metrics: dict[str, float] = field(default_factory=dict)
     absent: dict[str, str] = field(default_factory=dict)
     probes: list[tuple[float, float]] = field(default_factory=list)  # (rate, goodput fraction)
+    stopped: str | None = None  # why the session stopped before its last repetition
 
 
 def engine_deltas(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
@@ -124,6 +125,12 @@ class Session:
             for key, value in engine_deltas(before, after).items():
                 self.out.per_rep.setdefault(key, []).append(value)
         write_repetition(self.cell_dir, info, records)
+        if info.client.get("stopped_early") and self.out.stopped is None:
+            error = next((r.error for r in records if not r.ok), None)
+            self.out.stopped = (
+                f"{label} stopped after {int(info.client['stopped_early'])} failed requests "
+                f"(last: {error}); no later repetition was run"
+            )
         self.out.infos.append(info)
         self.out.records.extend(records)
         return records
@@ -144,6 +151,8 @@ class Session:
         self.requests = build_requests(self.runner, w.prompts, w.max_new_tokens, w.input_tokens)
         for rep in range(w.warmup_repetitions):
             self._run(self._pattern(seed_offset=rep), Phase.warmup, rep)
+            if self.out.stopped:
+                return self.out
         rate = w.rate
         if w.mode is LoadMode.rate_sweep:
             assert w.rate is not None
@@ -159,4 +168,6 @@ class Session:
             rate = found if found is not None else lowest
         for rep in range(w.repetitions):
             self._run(self._pattern(rate, seed_offset=rep), Phase.measure, rep)
+            if self.out.stopped:
+                break
         return self.out

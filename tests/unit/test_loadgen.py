@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from harness.config.schema import LoadMode, WorkloadConfig
-from harness.measure.loadgen import build_requests, inter_arrivals, pattern_for, run_repetition
+from harness.measure.drivers import inter_arrivals
+from harness.measure.loadgen import build_requests, pattern_for, run_repetition
 from harness.measure.session import Session, engine_deltas, search_rate
 from harness.metrics.derive import send_lag_s, ttft_s
 from harness.results.events import Phase, read_log
-from runners import LoadSpec
+from runners import LoadSpec, Request
 from runners.fake import FakeConfig, FakeRunner
 from runners.openai_compat import OpenAICompatConfig, OpenAICompatRunner
 from tests.synthetic_server import ServerProcess
@@ -213,3 +214,40 @@ def test_offline_over_http_counts_from_server_usage(server_url: str) -> None:
         runner.close()
     assert [r.output_tokens for r in records] == [4, 4, 4]
     assert {r.output_count_source for r in records} == {"server_usage"}
+
+
+def test_a_repetition_of_failures_stops_early_and_says_so(tmp_path: Path) -> None:
+    from harness.measure.loadgen import MAX_FAILURES
+    from runners.fake import Fault
+
+    runner = fake(fault=Fault.error)
+    info, records = drive(runner, workload(min_duration_s=30.0))  # would hammer for 30 s
+    assert len(records) == MAX_FAILURES and not any(r.ok for r in records)
+    assert info.client == {"stopped_early": float(MAX_FAILURES)}
+    w = workload(min_duration_s=30.0, warmup_repetitions=1, repetitions=3)
+    out = Session(runner, w, tmp_path).run()
+    assert [i.phase for i in out.infos] == ["warmup"]  # nothing measured after it
+    assert out.stopped == (
+        f"warmup-0 stopped after {MAX_FAILURES} failed requests "
+        "(last: RuntimeError: injected failure in stream()); no later repetition was run"
+    )
+
+
+@pytest.mark.parametrize("mode", ["closed_loop", "poisson"])
+def test_a_server_answering_only_errors_is_not_hammered(mode: str) -> None:
+    from harness.measure.loadgen import MAX_FAILURES
+
+    with ServerProcess("--fault", "http_503", "--fault-after", "0") as server:
+        runner = client(server.url)
+        try:
+            w = workload(mode=LoadMode(mode), rate=200.0, concurrency=2, min_duration_s=30.0)
+            with pytest.raises(RuntimeError, match="HTTP 503: synthetic fault"):
+                drive(runner, w)  # the server's count of the prompt is asked for first
+            reqs = [Request((), 4, p) for p in PROMPTS]
+            pattern = pattern_for(w, runner.capabilities.max_concurrency)
+            info, records = run_repetition(runner, reqs, pattern, Phase.measure.value, 0)
+        finally:
+            runner.close()
+    # in flight when the limit was reached: at most one more per stream (or a few arrivals)
+    assert MAX_FAILURES <= len(records) < MAX_FAILURES + 4
+    assert "HTTP 503" in (records[0].error or "") and info.client["stopped_early"] >= 8

@@ -99,6 +99,15 @@ class RunnerConfig:
         a synthetic runner)."""
         return None
 
+    def context_limit(self) -> int | None:
+        """Tokens one request may occupy (prompt + output) as configured; None: not set here
+        (the model's own limit applies, or a server elsewhere decides)."""
+        return None
+
+    def thread_count(self) -> int | None:
+        """CPU threads the runtime is told to use; None: the hardware profile's."""
+        return None
+
     def serves_elsewhere(self) -> bool:
         """True when the model runs outside the worker's process tree (a server the harness
         did not launch): its memory and CPU are not measured here, and nothing local (file

@@ -104,6 +104,12 @@ class LlamaCppConfig(RunnerConfig):
                 f"runtime.type_v={self.type_v} (a quantized V cache) needs runtime.flash_attn=true"
             )
 
+    def context_limit(self) -> int | None:
+        return self.n_ctx
+
+    def thread_count(self) -> int | None:
+        return self.n_threads
+
     def engine(self) -> Engine:
         return Engine.llama_cpp
 

@@ -95,6 +95,16 @@ class ServerLaunchConfig(RunnerConfig):
         """What the launched server takes; a server launched elsewhere is not predicted."""
         return None if self.launch is None else PROFILES[self.launch].memory(self)
 
+    def context_limit(self) -> int | None:
+        """llama.cpp servers: n_ctx (llama-server splits it among its slots); vLLM and
+        trtllm-serve: max_model_len when set; a server elsewhere: its own business."""
+        if self.launch in ("llama_cpp_python", "llama_server"):
+            return self.n_ctx // (self.parallel if self.launch == "llama_server" else 1)
+        return self.max_model_len if self.launch is not None else None
+
+    def thread_count(self) -> int | None:
+        return self.n_threads if self.launch in ("llama_cpp_python", "llama_server") else None
+
     def serves_elsewhere(self) -> bool:
         return self.launch is None
 

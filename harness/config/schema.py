@@ -255,6 +255,8 @@ class RunControl:
 
     force: bool = False  # re-run cells that already have a finished run
     force_fit: bool = False  # run cells the memory planner predicts will not fit
+    # run cells asking for more threads than the machine has logical cores (flagged)
+    oversubscribe_threads: bool = False
     timeout_s: float = 1800.0  # per cell measurement worker
     prepare_timeout_s: float = 3600.0  # per cell artifact preparation (quantization)
     cache_dir: str = "~/.cache/harness"

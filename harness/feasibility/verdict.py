@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,6 +35,10 @@ def judge(config: HarnessConfig, weights: float | None, strict: bool) -> Verdict
     that cannot run still gets a footprint where one can be estimated (the plan shows it)."""
     support = check(config)
     unsupported, caveat = support.reason, support.caveat
+    impossible, oversubscribed = workload_fits(config)
+    unsupported = unsupported or impossible
+    if oversubscribed:
+        caveat = f"{caveat}; {oversubscribed}" if caveat else oversubscribed
     if config.model.architecture is None and not strict:
         why = f"model {config.model.name} has no architecture in its config"
         return Verdict(unsupported, None, caveat, None, why)
@@ -48,6 +53,32 @@ def judge(config: HarnessConfig, weights: float | None, strict: bool) -> Verdict
         return Verdict(unsupported, None, caveat, None, why)
     no_fit = None if config.run.force_fit else footprint.skip_reason(config.hardware.name)
     return Verdict(unsupported, no_fit, caveat, footprint)
+
+
+def workload_fits(config: HarnessConfig) -> tuple[str | None, str | None]:
+    """Work the runtime as configured cannot do, found before anything builds or loads: a
+    request longer than its context, more threads than the machine's logical cores (allowed
+    with run.oversubscribe_threads=true, then returned as a caveat instead)."""
+    w, rt = config.workload, config.runtime
+    limit = rt.context_limit()
+    prompt = w.input_tokens or 1
+    if limit is not None and prompt + w.max_new_tokens > limit:
+        what = f"workload.input_tokens={w.input_tokens} + " if w.input_tokens else ""
+        return (
+            f"{what}workload.max_new_tokens={w.max_new_tokens} exceeds the runtime's context "
+            f"of {limit} tokens (runtime.n_ctx / max_model_len): every request would fail"
+        ), None
+    cores = os.cpu_count() or 1
+    for name, threads in (
+        ("runtime.n_threads", rt.thread_count()),
+        ("hardware.threads", config.hardware.threads),
+    ):
+        if threads is not None and threads > cores:
+            why = f"{name}={threads} exceeds this machine's {cores} logical cores"
+            if not config.run.oversubscribe_threads:
+                return f"{why}; set run.oversubscribe_threads=true to run it anyway", None
+            return None, f"{why} (run.oversubscribe_threads=true)"
+    return None, None
 
 
 def memory_record(footprint: Footprint | None, measured: float | None) -> dict[str, float]:

@@ -59,3 +59,35 @@ def test_a_file_of_another_plan_format_is_refused(tmp_path: Path) -> None:
     path.write_text('{"plan_version": 0, "cell": {}}')
     with pytest.raises(ValueError, match="planned cell format 0, expected 1"):
         planned.load(path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "skip"),
+    [
+        (
+            ("runtime.n_ctx=64", "workload.max_new_tokens=100"),
+            "workload.max_new_tokens=100 exceeds the runtime's context of 64 tokens",
+        ),
+        (
+            ("runtime.n_ctx=256", "workload.input_tokens=200", "workload.max_new_tokens=64"),
+            "workload.input_tokens=200 + workload.max_new_tokens=64 exceeds the runtime's "
+            "context of 256 tokens",
+        ),
+        (
+            ("runtime.n_threads=999",),
+            "runtime.n_threads=999 exceeds this machine's",
+        ),
+        (("hardware.threads=4096",), "hardware.threads=4096 exceeds this machine's"),
+    ],
+)
+def test_impossible_work_is_refused_before_anything_builds(
+    cache: Path, overrides: tuple[str, ...], skip: str
+) -> None:
+    cell = plan(cache, *overrides)
+    assert cell.skip is not None and cell.skip.startswith(skip)
+    assert not list(cache.rglob("*.gguf"))  # nothing was built
+
+
+def test_oversubscribed_threads_run_when_asked_and_say_so(cache: Path) -> None:
+    cell = plan(cache, "runtime.n_threads=999", "run.oversubscribe_threads=true")
+    assert cell.skip is None and "runtime.n_threads=999 exceeds" in (cell.caveat or "")

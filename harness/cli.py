@@ -8,6 +8,7 @@ the user set HYDRA_FULL_ERROR to debug. A user error is never shown as a traceba
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -18,11 +19,24 @@ from harness.config.errors import UserError
 from harness.config.hydra_errors import one_line
 from harness.config.register import register_configs
 from harness.sweep.launch import HarnessTask
+from harness.tracking.sink import TrackingError
 from hydra_plugins.harness_sweeper.harness_sweeper import HarnessSweeper
 from runners import UnknownRunnerError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-EXIT_CONFIG_ERROR, EXIT_INTERRUPTED = 2, 130
+# Exit status (docs/usage.md): 0 every cell recorded and none failed; 1 a cell failed (the
+# sweep went on); 2 a config or input error, nothing ran; 3 the tracking store failed; 130
+# interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (both: finished cells kept, the sweep's run
+# marked KILLED).
+EXIT_CONFIG_ERROR, EXIT_TRACKING, EXIT_INTERRUPTED = 2, 3, 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: workers are killed, finished cells kept."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated("terminated by SIGTERM")
 
 
 def register() -> None:
@@ -37,14 +51,25 @@ def main() -> None:
     debug = bool(os.environ.get("HYDRA_FULL_ERROR"))
     os.environ["HYDRA_FULL_ERROR"] = "1"
     register()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     task = HarnessTask()
     try:
         hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(task)()
         if task.error is not None:
             raise task.error
-    except KeyboardInterrupt:
-        print("harness: interrupted; finished cells are recorded", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as e:
+        by = "SIGTERM" if isinstance(e, Terminated) else "SIGINT"
+        print(
+            f"harness: interrupted by {by}; finished cells are recorded, the sweep's run is "
+            "marked KILLED",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_INTERRUPTED + (13 if isinstance(e, Terminated) else 0))
+    except TrackingError as e:
+        if debug:
+            raise
+        print(f"harness: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_TRACKING)
     except (UserError, UnknownRunnerError) as e:
         if debug:
             raise

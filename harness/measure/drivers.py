@@ -14,22 +14,34 @@ import asyncio
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from harness.config.schema import LoadMode
 from harness.results.clock import now_ns
 from harness.results.events import CountSource, Phase, RequestRecord
 from runners import AsyncStreaming, Request, Runner
 
-if TYPE_CHECKING:
-    from harness.measure.loadgen import Pattern
-
 NS = 1_000_000_000
 # A failed request already makes the run INVALID; after this many a repetition stops sending
 # (a server answering only errors, a workload the runtime refuses) rather than hammer on until
 # its minimum duration. The repetition says so (``RepetitionInfo.client["stopped_early"]``).
 MAX_FAILURES = 8
+
+
+@dataclass
+class Pattern:
+    """How one repetition sends: mode, rate and in-flight limit after capability checks."""
+
+    mode: LoadMode
+    requests: int
+    warmup_requests: int
+    min_duration_s: float
+    concurrency: int = 1  # closed loop
+    rate: float | None = None  # open loop
+    burstiness: float = 1.0
+    cap: int | None = None  # open loop: requests in flight
+    seed: int = 0
+    params: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from harness.config.schema import LoadMode, WorkloadConfig
 from harness.measure.drivers import (
     MAX_FAILURES,
     Failures,
+    Pattern,
     drive_async,
     drive_offline,
     drive_sync,
@@ -31,22 +32,6 @@ from harness.results.events import RepetitionInfo, RequestRecord
 from runners import AsyncStreaming, BuildsRequests, Request, Runner
 
 NS = 1_000_000_000
-
-
-@dataclass
-class Pattern:
-    """How one repetition sends: mode, rate and in-flight limit after capability checks."""
-
-    mode: LoadMode
-    requests: int
-    warmup_requests: int
-    min_duration_s: float
-    concurrency: int = 1  # closed loop
-    rate: float | None = None  # open loop
-    burstiness: float = 1.0
-    cap: int | None = None  # open loop: requests in flight
-    seed: int = 0
-    params: dict[str, float] = field(default_factory=dict)
 
 
 def pattern_for(

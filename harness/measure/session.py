@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.config.schema import LoadMode, WorkloadConfig
-from harness.measure.loadgen import Pattern, build_requests, pattern_for, relabel, run_repetition
+from harness.measure.drivers import Pattern
+from harness.measure.loadgen import build_requests, pattern_for, relabel, run_repetition
 from harness.metrics.derive import repetition
 from harness.metrics.validity import client_lag
 from harness.results.events import Phase, RepetitionInfo, RequestRecord, write_repetition

@@ -171,7 +171,19 @@ def run_sweep(
     sink = MlflowSink(cells[0].config.tracking)
     cells = with_baselines(cells, context.config_loader, config, sink)
     sweep = Sweep(name, cells, sink, console)
-    pending = sweep.start(force=cells[0].config.run.force)
+    try:
+        _run_cells(sweep, launcher, max_batch_size, sweep_dir)
+    except BaseException as e:
+        sweep.abort(e)
+        raise
+    code = sweep.finish(sweep_dir)
+    sweep_ended(cells[0].config, sweep.id, sweep_dir, console)
+    return code
+
+
+def _run_cells(sweep: Sweep, launcher: Any, max_batch_size: int | None, sweep_dir: Path) -> None:
+    console = sweep.console
+    pending = sweep.start(force=sweep.cells[0].config.run.force)
     # baselines first, all of them: their variants fetch the baseline's items and reference
     baselines = [c for c in pending if c.baseline_key == c.key]
     rest = [c for c in pending if c.baseline_key != c.key]
@@ -187,9 +199,6 @@ def run_sweep(
             done += len(batch)
             for cell, ret in zip(batch, returns, strict=True):
                 sweep.record(cell, _outcome(sweep, cell, ret))
-    code = sweep.finish(sweep_dir)
-    sweep_ended(cells[0].config, sweep.id, sweep_dir, console)
-    return code
 
 
 def run_job(cfg: DictConfig) -> Outcome | JobFailed:
@@ -221,10 +230,14 @@ def run_single(cfg: DictConfig) -> int:
         (cell,) = with_baselines([cell], loader, master, sink)
     console = Console()
     sweep = Sweep("single", [cell], sink, console)
-    for pending in sweep.start(force=cell.config.run.force):
-        console.started(pending)
-        parent = (sweep.parent_id, sweep.id, "single")
-        sweep.record(pending, execute_cell(pending, out_dir / "cell", sink, parent))
+    try:
+        for pending in sweep.start(force=cell.config.run.force):
+            console.started(pending)
+            parent = (sweep.parent_id, sweep.id, "single")
+            sweep.record(pending, execute_cell(pending, out_dir / "cell", sink, parent))
+    except BaseException as e:
+        sweep.abort(e)
+        raise
     code = sweep.finish(out_dir)
     sweep_ended(cell.config, sweep.id, out_dir, console)
     return code

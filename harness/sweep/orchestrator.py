@@ -5,6 +5,7 @@ closes the sweep with its summary; the exit status is what ``finish`` returns.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from harness.plan.matrix import sweep_id
 from harness.results.result import CellResult, Outcome, Status, write_json_atomic
 from harness.sweep.progress import Console
 from harness.tracking.record import cell_record, skipped_result, sweep_record
-from harness.tracking.sink import FAILED, FINISHED, ResultSink
+from harness.tracking.sink import FAILED, FINISHED, KILLED, ResultSink
 from runners import get_runner
 
 # Cells that share these axes are meant to be comparable: their settings must match.
@@ -97,6 +98,20 @@ class Sweep:
         record = cell_record(cell, result, self.env, self.id, self.name)
         run_id = self.sink.log_run(record, self.parent_id, FAILED)
         return Outcome(cell.cell_id, cell.key, Status.failed, error, run_id)
+
+    def abort(self, error: BaseException) -> None:
+        """End the parent run when the sweep itself stops: KILLED on an interruption (SIGINT,
+        SIGTERM), FAILED on anything else (a tracking failure), with the reason as a tag.
+        Best effort: a store that just failed may refuse this too; the next resume of the same
+        sweep reopens the run and marks its stale children KILLED."""
+        if not self.parent_id:
+            return
+        status = KILLED if isinstance(error, KeyboardInterrupt) else FAILED
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        done = sum(1 for o in self.outcomes.values())
+        tags = {"harness.end_reason": f"{reason} ({done} of {len(self.cells)} cells recorded)"}
+        with contextlib.suppress(Exception):
+            self.sink.close_sweep(self.parent_id, status, [], tags)
 
     def finish(self, out_dir: Path) -> int:
         """Summary table, cells.json and summary.md on the parent run; 1 if any cell failed."""

@@ -60,3 +60,44 @@ def test_sigkill_mid_sweep_then_resume(tiny_gguf: Path, tmp_path: Path) -> None:
     (parent,) = children(runs, "sweep")  # the resumed sweep reuses its parent run
     assert parent.info.status == "FINISHED"
     assert os.path.exists(tmp_path / "mlflow.db")
+
+
+def test_sigint_and_sigterm_end_the_sweep_killed_and_say_so(
+    tiny_gguf: Path, tmp_path: Path
+) -> None:
+    argv = harness_argv(
+        tmp_path / "cache",
+        "+sweep=fake_matrix",
+        f"model.source.path={tiny_gguf}",
+        "runtime.load_s=2",
+    )
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        where = tmp_path / sig.name  # a store of its own
+        where.mkdir()
+        proc = subprocess.Popen(
+            argv, cwd=where, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        )
+        assert proc.stderr is not None
+        for line in proc.stderr:  # interrupt while the second cell is being measured
+            if line.startswith("[2/4] running"):
+                break
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        rest = proc.stderr.read()
+        proc.stderr.close()
+        assert proc.wait(timeout=60) == code
+        lines = [x for x in rest.splitlines() if x.startswith("harness:")]
+        assert lines == [
+            f"harness: interrupted by {sig.name}; finished cells are recorded, the sweep's run "
+            "is marked KILLED"
+        ], rest
+        assert "Traceback" not in rest
+        time.sleep(0.5)
+        assert workers_in(where) == [], "a worker survived its interrupted parent"
+        runs = mlflow_runs(where)
+        (parent,) = children(runs, "sweep")
+        assert parent.info.status == "KILLED"
+        assert parent.data.tags["harness.end_reason"].startswith(
+            "terminated by SIGTERM" if sig is signal.SIGTERM else "KeyboardInterrupt"
+        )
+        assert all(c.info.status != "RUNNING" for c in children(runs))

@@ -4,6 +4,8 @@ A derived file (an f16 reference, a quantized GGUF) lives under ``<cache>/artifa
 where key = sha256 of (input content hash, operation, precision, tool and version). A second
 sweep finds the same key and never re-quantizes. Entries are built in a temporary directory
 under an exclusive lock and published with one rename, so a killed build leaves no half file.
+An entry is verified on use (``verify``): its size and content hash, recorded at build, must
+still match; one that does not (a truncated copy, a disk error) is removed and built again.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ from harness.results.result import ArtifactInfo, write_json_atomic
 MODEL_FILE = "model.gguf"
 HF_DIR = "hf"  # a converted checkpoint directory (safetensors, config, tokenizer)
 META_FILE = "meta.json"
+STORED_BYTES = "stored_bytes"  # meta: bytes on disk of the file or directory, at build
+
+
+def stored_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
 
 
 def locate_source(source: ModelSource) -> Path:
@@ -131,7 +140,56 @@ class ArtifactCache:
         if not meta.is_file():
             return None
         data = json.loads(meta.read_text())
+        data.pop(STORED_BYTES, None)
         return ArtifactInfo(**{**data, "path": str(self.path(key)), "cache_hit": True})
+
+    def verify(self, key: str) -> str | None:
+        """Why the entry ``key`` is not what was built (None: it is, or it does not exist):
+        its size, then its content hash (re-read only when size or mtime changed)."""
+        meta_path = self.dir / key / META_FILE
+        if not meta_path.is_file():
+            return None
+        meta = json.loads(meta_path.read_text())
+        path = self.path(key)
+        if not path.exists():
+            return f"{path} is missing"
+        size, expected = stored_bytes(path), meta.get(STORED_BYTES)
+        if expected is not None and size != expected:
+            return f"{path} is {size} bytes, {expected} when built"
+        digest = sha256_path(path, self.hash_index)
+        if digest != meta.get("sha256"):
+            return f"{path} has sha256 {digest[:12]}…, {str(meta.get('sha256'))[:12]}… when built"
+        return None
+
+    def _rekey(self, old: Path, new: Path) -> None:
+        """Hashes remembered for files under ``old`` now belong to ``new`` (a rename keeps
+        size and mtime), so the first verification of a fresh entry reads nothing again."""
+        if not self.hash_index.is_file():
+            return
+        known = json.loads(self.hash_index.read_text() or "{}")
+        prefix = f"{old}/"
+        moved = {f"{new}/{k[len(prefix) :]}": v for k, v in known.items() if k.startswith(prefix)}
+        if moved:
+            kept = {k: v for k, v in known.items() if not k.startswith(prefix)}
+            write_json_atomic(self.hash_index, kept | moved)
+
+    def discard(self, key: str) -> None:
+        """Remove an entry (moved aside first, so no reader sees half of it)."""
+        entry = self.dir / key
+        if entry.exists():
+            aside = self.dir / f"{key}.tmp-discard-{os.getpid()}"
+            os.rename(entry, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+
+    def lookup_verified(self, key: str, note: Callable[[str], None]) -> ArtifactInfo | None:
+        """``lookup`` of an entry that still matches its build; a damaged one is discarded
+        (``note`` says so, once) so the caller builds it again."""
+        with _locked(self.dir / f"{key}.lock") if self.dir.is_dir() else _nothing():
+            problem = self.verify(key)
+            if problem is not None:
+                self.discard(key)
+                note(f"cached artifact {key} failed verification ({problem}); rebuilding it")
+        return self.lookup(key)
 
     def build(
         self, step: Step, make: Callable[[Path], None], describe: Callable[..., ArtifactInfo]
@@ -140,6 +198,9 @@ class ArtifactCache:
         step, build_s)`` returns its ArtifactInfo. Concurrent builders wait on the lock."""
         self.dir.mkdir(parents=True, exist_ok=True)
         with _locked(self.dir / f"{step.key}.lock"):
+            if (problem := self.verify(step.key)) is not None:
+                self.discard(step.key)
+                print(f"harness: cached {step.key} failed verification ({problem}); rebuilding")
             found = self.lookup(step.key)
             if found is not None:
                 return found
@@ -147,15 +208,26 @@ class ArtifactCache:
                 shutil.rmtree(stale, ignore_errors=True)
             tmp = self.dir / f"{step.key}.tmp-{os.getpid()}"
             tmp.mkdir()
-            t0 = time.perf_counter()
-            make(tmp / step.output)
-            info: ArtifactInfo = describe(tmp / step.output, step, time.perf_counter() - t0)
-            meta = {k: v for k, v in asdict(info).items() if k not in ("path", "cache_hit")}
-            write_json_atomic(tmp / META_FILE, meta)
-            os.rename(tmp, self.dir / step.key)
+            try:  # any failure (a full disk, a crash of the tool) leaves no temporary behind
+                t0 = time.perf_counter()
+                make(tmp / step.output)
+                info: ArtifactInfo = describe(tmp / step.output, step, time.perf_counter() - t0)
+                meta = {k: v for k, v in asdict(info).items() if k not in ("path", "cache_hit")}
+                meta[STORED_BYTES] = stored_bytes(tmp / step.output)
+                write_json_atomic(tmp / META_FILE, meta)
+                os.rename(tmp, self.dir / step.key)
+                self._rekey(tmp, self.dir / step.key)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         return ArtifactInfo(
             **{**asdict(info), "path": str(self.path(step.key)), "cache_hit": False}
         )
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 @contextmanager

@@ -185,7 +185,7 @@ def materialize(
             _run(step, inp, out, threads)
 
         def desc(path: Path, step: Step, build_s: float) -> ArtifactInfo:
-            return describe(path, step, build_s, sha256_path(path))
+            return describe(path, step, build_s, sha256_path(path, cache.hash_index))
 
         info = cache.build(step, make, desc)
     assert info is not None

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -113,6 +114,10 @@ def eval_task(
     return EvalTask(VARIANT, reference_dir=str(path)), base
 
 
+def _note(message: str) -> None:
+    print(f"harness: note: {message}", file=sys.stderr, flush=True)
+
+
 def prepare_artifact(cell: Cell, cell_dir: Path, task: EvalTask | None) -> CellResult | None:
     """Step 1: write the worker's instructions and artifact.json, from the cache or built in a
     prepare worker; a failed result when that fails."""
@@ -129,7 +134,7 @@ def prepare_artifact(cell: Cell, cell_dir: Path, task: EvalTask | None) -> CellR
     write_json_atomic(cell_dir / CELL_FILE, spec)
     (cell_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     info = (
-        ArtifactCache(Path(cfg.run.cache_dir)).lookup(cell.steps[-1].key)
+        ArtifactCache(Path(cfg.run.cache_dir)).lookup_verified(cell.steps[-1].key, _note)
         if cell.steps
         else describe(source.path, None, None, source.sha256, source.table)
     )

@@ -1,3 +1,4 @@
+import errno
 import hashlib
 import threading
 from pathlib import Path
@@ -34,7 +35,7 @@ def test_cache_builds_once_and_publishes_atomically(tiny_gguf: Path, tmp_path: P
         out.write_bytes(tiny_gguf.read_bytes())
 
     def desc(path: Path, s: Step, build_s: float) -> object:
-        return describe(path, s, build_s, "sha")
+        return describe(path, s, build_s, sha256_file(path))
 
     s = step("k1")
     first = cache.build(s, make, desc)
@@ -55,7 +56,7 @@ def test_concurrent_builders_build_once(tiny_gguf: Path, tmp_path: Path) -> None
         out.write_bytes(tiny_gguf.read_bytes())
 
     def build() -> None:
-        cache.build(step("k2"), make, lambda p, s, b: describe(p, s, b, "sha"))
+        cache.build(step("k2"), make, lambda p, s, b: describe(p, s, b, sha256_file(p)))
 
     threads = [threading.Thread(target=build) for _ in range(4)]
     for t in threads:
@@ -70,11 +71,36 @@ def test_failed_build_leaves_nothing(tmp_path: Path) -> None:
 
     def make(out: Path) -> None:
         out.write_bytes(b"partial")
-        raise RuntimeError("killed mid-build")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(RuntimeError):
-        cache.build(step("k3"), make, lambda p, s, b: describe(p, s, b, "sha"))
+    with pytest.raises(OSError, match="No space left"):
+        cache.build(step("k3"), make, lambda p, s, b: describe(p, s, b, sha256_file(p)))
     assert cache.lookup("k3") is None
+    assert [p.name for p in cache.dir.iterdir()] == ["k3.lock"]  # no temporary directory
+
+
+def test_a_damaged_entry_is_found_on_use_and_rebuilt(tiny_gguf: Path, tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path / "cache")
+    steps = plan("gguf", "f16", "srcsha", read_table(tiny_gguf))
+    built = materialize(steps, tiny_gguf, cache, threads=1)
+    key, notes = steps[-1].key, []
+    assert cache.verify(key) is None and cache.lookup_verified(key, notes.append) is not None
+    path = cache.path(key)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a truncated copy
+    assert cache.verify(key) == f"{path} is {len(data) // 2} bytes, {len(data)} when built"
+    assert cache.lookup_verified(key, notes.append) is None
+    assert notes == [
+        f"cached artifact {key} failed verification ({path} is {len(data) // 2} bytes, "
+        f"{len(data)} when built); rebuilding it"
+    ]
+    again = materialize(steps, tiny_gguf, cache, threads=1)
+    assert again.cache_hit is False and again.sha256 == built.sha256
+    # same size, other bytes: the hash tells (the remembered hash is keyed by size and mtime)
+    flipped = bytearray(path.read_bytes())
+    flipped[-1] ^= 0xFF
+    path.write_bytes(bytes(flipped))
+    assert "has sha256" in (cache.verify(key) or "")
 
 
 def test_gguf_plan_from_a_quantized_source(tiny_gguf: Path) -> None:

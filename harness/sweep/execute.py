@@ -226,6 +226,19 @@ def execute_cell(
 ) -> Outcome:
     """Run one planned cell end to end and record it; never raises for a failure of the cell
     itself."""
+    with sink.claim(cell.key) as done:
+        if done is not None and not cell.config.run.force:
+            run_id, metrics, settings = done  # a concurrent sweep ran it while this one waited
+            synthetic = get_runner(cell.config.runtime.name).capabilities.synthetic
+            why = "finished by a concurrent sweep on the same store"
+            return Outcome(
+                cell.cell_id, cell.key, Status.cached, why, run_id, metrics, 0.0, synthetic,
+                settings=settings,
+            )  # fmt: skip
+        return _execute(cell, cell_dir, sink, parent)
+
+
+def _execute(cell: Cell, cell_dir: Path, sink: ResultSink, parent: tuple[str, str, str]) -> Outcome:
     t0 = time.perf_counter()
     _clean(cell_dir)
     if cell.blocked:

@@ -3,17 +3,24 @@
 The parent process logs every run here after the worker finished; workers never talk to
 MLflow. A child run is created, filled, and only then marked FINISHED, so a sweep killed in
 the middle of logging leaves a RUNNING run that the next resume marks KILLED and redoes.
+Concurrent sweeps on one store take file locks (``claims_dir``): one sets up a fresh store's
+schema and opens a sweep's parent run at a time, and a cell runs under its key's lock, so a
+second sweep waits and then finds it finished instead of running it again.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import hashlib
 import logging
 import os
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
@@ -69,6 +76,7 @@ def _guarded(method: Callable[P, T]) -> Callable[P, T]:
 class ResultSink(Protocol):
     def open_sweep(self, sweep_id: str, record: RunRecord) -> str: ...
     def finished_cells(self, keys: list[str]) -> dict[str, FinishedCell]: ...
+    def claim(self, key: str) -> AbstractContextManager[FinishedCell | None]: ...
     def log_run(self, record: RunRecord, parent_id: str | None, status: str) -> str: ...
     def fetch_baseline(self, key: str, dest: Path) -> BaselineRun | None: ...
     def close_sweep(
@@ -127,9 +135,32 @@ def _check_server(uri: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def claims_dir(uri: str) -> Path:
+    """Where concurrent sweeps on one store take their locks: beside a SQLite file (shared by
+    whoever shares the file), else per host in the temp directory (sweeps on other machines
+    against one server are not serialized)."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        return db.parent / f".{db.name}.harness-claims"
+    digest = hashlib.sha256(redact(uri).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "harness-claims" / digest
+
+
+@contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released by the kernel if this process dies
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class MlflowSink:
     def __init__(self, cfg: TrackingConfig) -> None:
         self.uri = resolve_uri(cfg)
+        self.claims = claims_dir(self.uri)
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # before mlflow is imported
         # MLflow's HTTP client retries 7 times with backoff 2 (minutes) before giving up on a
         # dead server; a few seconds of retries is enough to ride out a blip.
@@ -141,8 +172,18 @@ class MlflowSink:
             logging.getLogger(chatty).setLevel(logging.WARNING)
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=self.uri)
-        self.experiment_id = self._experiment(cfg.experiment)
+        # MLflow creates a fresh SQLite store's schema on first use, racing any other process
+        # doing the same ("duplicate column name"): one at a time
+        with _flock(self.claims / "store.lock"):
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.experiment_id = self._experiment(cfg.experiment)
+
+    @contextmanager
+    def claim(self, key: str) -> Iterator[FinishedCell | None]:
+        """Hold cell ``key`` for as long as it runs: a concurrent sweep on the same store
+        waits here, then finds the run this one finished (yielded: not to be run again)."""
+        with _flock(self.claims / f"{key}.lock"):
+            yield self.finished_cells([key]).get(key)
 
     def describe(self) -> str:
         return redact(self.uri)
@@ -170,8 +211,12 @@ class MlflowSink:
             if not token:
                 return runs
 
-    @_guarded
     def open_sweep(self, sweep_id: str, record: RunRecord) -> str:
+        with _flock(self.claims / "store.lock"):  # two sweeps starting at once: one parent
+            return self._open_sweep(sweep_id, record)
+
+    @_guarded
+    def _open_sweep(self, sweep_id: str, record: RunRecord) -> str:
         found = self._search(
             f"{tag_is(names.KIND, 'sweep')} and {tag_is(names.SWEEP_ID, sweep_id)}"
         )

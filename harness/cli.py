@@ -15,6 +15,7 @@ from pathlib import Path
 import hydra
 from hydra.core.plugins import Plugins
 
+from harness.config.credentials import move_credentials
 from harness.config.errors import UserError
 from harness.config.hydra_errors import one_line
 from harness.config.register import register_configs
@@ -51,6 +52,8 @@ def main() -> None:
     debug = bool(os.environ.get("HYDRA_FULL_ERROR"))
     os.environ["HYDRA_FULL_ERROR"] = "1"
     register()
+    # before Hydra sees argv: it writes every override into files
+    sys.argv[1:] = move_credentials(sys.argv[1:], os.environ)
     signal.signal(signal.SIGTERM, _on_sigterm)
     task = HarnessTask()
     try:

@@ -10,6 +10,7 @@ second sweep waits and then finds it finished instead of running it again.
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import functools
 import hashlib
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from harness.config.credentials import PASSWORD_ENV, USER_ENV, has_password
 from harness.config.errors import UserError
 from harness.config.schema import TrackingBackend, TrackingConfig
 from harness.metrics import names
@@ -117,17 +119,29 @@ def resolve_uri(cfg: TrackingConfig) -> str:
         return f"sqlite:///{path}"
     if not uri.startswith(("http://", "https://")):
         raise UserError(f"tracking.uri={redact(uri)} must be http(s)://host:port for a server")
+    if has_password(uri):
+        raise UserError(
+            f"tracking.uri={redact(uri)} carries a password in a config file, where it would be "
+            f"copied into every output; set {USER_ENV} and {PASSWORD_ENV} instead (a password "
+            "given on the command line is moved there automatically)"
+        )
     _check_server(uri)
     return uri
 
 
 def _check_server(uri: str, timeout_s: float = 5.0) -> None:
+    request = urllib.request.Request(uri.rstrip("/") + "/health")
+    user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
+    if user is not None or password is not None:  # what MLflow itself will send
+        token = base64.b64encode(f"{user or ''}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout_s) as r:
+        with urllib.request.urlopen(request, timeout=timeout_s) as r:
             if r.status != 200:
                 raise UserError(f"tracking.uri={redact(uri)}: /health answered {r.status}")
     except urllib.error.HTTPError as e:
-        raise UserError(f"tracking.uri={redact(uri)}: /health answered {e.code}") from None
+        hint = f" (check {USER_ENV} and {PASSWORD_ENV})" if e.code in (401, 403) else ""
+        raise UserError(f"tracking.uri={redact(uri)}: /health answered {e.code}{hint}") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise UserError(

@@ -126,3 +126,89 @@ def test_server_dying_mid_sweep(tiny_gguf: Path, tmp_path: Path) -> None:
             if r.info.status == "FINISHED"
         ]
         assert len(done) == 1
+
+
+USER, SECRET = "alice", "s3cr3t-p4ss"
+
+
+@contextmanager
+def basic_auth_proxy(upstream: str) -> Iterator[tuple[str, list[str]]]:
+    """A loopback reverse proxy that answers 401 unless the request carries alice's basic
+    auth, as a team's authenticating front of `mlflow server` would; yields its URL and the
+    Authorization headers it saw."""
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    expected = "Basic " + base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.end_headers()
+                return
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+            headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type",)}
+            req = urllib.request.Request(upstream + self.path, body, headers, method=self.command)
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    status, data, ctype = r.status, r.read(), r.headers.get("Content-Type")
+            except urllib.error.HTTPError as e:
+                status, data, ctype = e.code, e.read(), e.headers.get("Content-Type")
+            self.send_response(status)
+            self.send_header("Content-Type", ctype or "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_credentials_in_the_uri_authenticate_and_are_written_nowhere(
+    harness_cli: HarnessRun, tiny_gguf: Path, mlflow_server: str, tmp_path: Path
+) -> None:
+    with basic_auth_proxy(mlflow_server) as (proxy, seen):
+        host = proxy.removeprefix("http://")
+        r = harness_cli(
+            "+sweep=fake_matrix", f"model.source.path={tiny_gguf}", "tracking=server",
+            f"tracking.uri=http://{USER}:{SECRET}@{host}", "tracking.experiment=auth",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert seen and all(h.startswith("Basic ") for h in seen)  # health check and MLflow
+        wrong = harness_cli(
+            "+sweep=fake_matrix", f"model.source.path={tiny_gguf}", "tracking=server",
+            f"tracking.uri=http://{USER}:nope@{host}", "tracking.experiment=auth",
+        )  # fmt: skip
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().splitlines()[-1] == (
+        f"harness: error: tracking.uri=http://{host}: /health answered 401 "
+        "(check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
+    )
+    assert SECRET not in r.stdout + r.stderr + wrong.stdout + wrong.stderr
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaked == []  # Hydra's .hydra/*.yaml and multirun.yaml, cell files, logs
+    client = MlflowClient(tracking_uri=mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("auth").experiment_id])
+    assert len(runs) == 5
+    for run in runs:
+        assert SECRET not in str(run.data.tags) + str(run.data.params)
+        for art in client.list_artifacts(run.info.run_id):
+            if not art.is_dir and art.path.endswith((".yaml", ".json")):
+                text = Path(
+                    client.download_artifacts(run.info.run_id, art.path, str(tmp_path / "dl"))
+                ).read_text()
+                assert SECRET not in text

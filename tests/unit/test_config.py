@@ -88,3 +88,25 @@ def test_cpu_profile_states_its_assumed_price() -> None:
 def test_rate_sweep_needs_an_slo() -> None:
     with pytest.raises(ValueError, match=r"workload\.mode=rate_sweep needs workload\.slo"):
         WorkloadConfig(name="w", prompts=["a"], mode=LoadMode.rate_sweep, rate=1.0)
+
+
+def test_credentials_leave_the_uri_before_hydra_sees_it() -> None:
+    from harness.config.credentials import move_credentials
+    from harness.config.schema import TrackingBackend, TrackingConfig
+    from harness.tracking.sink import resolve_uri
+
+    env: dict[str, str] = {}
+    argv = ["tracking=server", "tracking.uri=https://al%40ice:p%3Ass@mlflow.lan:5000/x", "x=1"]
+    assert move_credentials(argv, env) == [
+        "tracking=server",
+        "tracking.uri=https://mlflow.lan:5000/x",
+        "x=1",
+    ]
+    assert env == {"MLFLOW_TRACKING_USERNAME": "al@ice", "MLFLOW_TRACKING_PASSWORD": "p:ss"}
+    # a password that reached the config from a file is refused, redacted
+    with pytest.raises(UserError) as e:
+        resolve_uri(TrackingConfig(TrackingBackend.server, "http://bob:hunter2@127.0.0.1:1"))
+    assert "hunter2" not in str(e.value)
+    assert str(e.value).startswith(
+        "tracking.uri=http://***@127.0.0.1:1 carries a password in a config file"
+    )

@@ -17,7 +17,7 @@ from hydra.core.plugins import Plugins
 
 from harness.config.credentials import move_credentials
 from harness.config.errors import UserError
-from harness.config.hydra_errors import one_line
+from harness.config.hydra_errors import one_line, sweep_error
 from harness.config.register import register_configs
 from harness.sweep.launch import HarnessTask
 from harness.tracking.sink import TrackingError
@@ -80,6 +80,9 @@ def main() -> None:
         sys.exit(EXIT_CONFIG_ERROR)
     except Exception as e:
         message = one_line(e)
+        if message is not None and " lists several values" in message:
+            real = sweep_error(str(CONF_DIR), sys.argv[1:])  # the fault Hydra hid
+            message = (one_line(real) if real is not None else None) or message
         if debug or message is None:
             raise
         print(f"harness: error: {message}", file=sys.stderr)

@@ -99,7 +99,7 @@ def run(args: ReportArgs) -> int:
         print(
             f"reports: decision {args.decision.name}, as recorded with the sweep", file=sys.stderr
         )
-    against = store.find(args.against) if args.against else None
+    against = store.find(args.against, "against") if args.against else None
     out_dir = Path(args.out) / f"{sweep.name}-{sweep.sweep_id}"
     report = build(store, sweep, args.decision, out_dir, against, args.attach)
     print(report.markdown, end="")

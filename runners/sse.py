@@ -125,6 +125,9 @@ class ChunkCounter:
 
     def feed(self, event: bytes) -> Delta:
         chunk = parse_json(event)
+        if chunk is None:  # an event that is not JSON: the connection ended inside it
+            shown = event[:80].decode(errors="replace")
+            raise RuntimeError(f"the stream was cut inside an event: {shown!r}")
         if not isinstance(chunk, dict) or "error" in chunk:
             raise RuntimeError(f"error event in the stream: {error_message(event)}")
         return self.delta(chunk)

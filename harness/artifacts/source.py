@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,18 @@ class Source:
 _sources: dict[tuple[str, str], Source] = {}
 
 
+def usable_cache(cache_dir: str) -> ArtifactCache:
+    """The artifact cache at ``cache_dir``, created, or one line on why it cannot be."""
+    cache = ArtifactCache(Path(cache_dir))
+    try:
+        cache.root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"run.cache_dir={cache_dir}: cannot create it ({e.strerror})") from None
+    if not os.access(cache.root, os.W_OK | os.X_OK):
+        raise UserError(f"run.cache_dir={cache_dir}: {cache.root} is not writable")
+    return cache
+
+
 def source_of(config: HarnessConfig) -> Source:
     """Locate, validate and hash the model source (remembered per process and path)."""
     if config.model.source is None:
@@ -51,7 +64,6 @@ def source_of(config: HarnessConfig) -> Source:
                 table = read_table(path)
             except InvalidGGUFError as e:
                 raise UserError(f"model {config.model.name}: {e}") from None
-        cache = ArtifactCache(Path(config.run.cache_dir))
-        cache.root.mkdir(parents=True, exist_ok=True)
+        cache = usable_cache(config.run.cache_dir)
         _sources[memo] = Source(path, sha256_path(path, cache.hash_index), table)
     return _sources[memo]

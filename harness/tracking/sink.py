@@ -11,11 +11,13 @@ second sweep waits and then finds it finished instead of running it again.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import functools
 import hashlib
 import logging
 import os
+import sqlite3
 import tempfile
 import time
 import urllib.error
@@ -116,6 +118,7 @@ def resolve_uri(cfg: TrackingConfig) -> str:
         target = path if path.exists() else parent
         if not os.access(target, os.W_OK):
             raise UserError(f"tracking.uri={uri}: {target} is not writable")
+        _open_sqlite(uri, path)
         return f"sqlite:///{path}"
     if not uri.startswith(("http://", "https://")):
         raise UserError(f"tracking.uri={redact(uri)} must be http(s)://host:port for a server")
@@ -127,6 +130,19 @@ def resolve_uri(cfg: TrackingConfig) -> str:
         )
     _check_server(uri)
     return uri
+
+
+def _open_sqlite(uri: str, path: Path) -> None:
+    """Open the file the way MLflow will, now: MLflow retries a failing open for minutes
+    before its traceback. Creates an empty database where none is (as MLflow would)."""
+    existed = path.exists()
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
+            db.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.Error as e:
+        if not existed and path.is_file() and path.stat().st_size == 0:
+            path.unlink(missing_ok=True)
+        raise UserError(f"tracking.uri={uri}: cannot open {path} as SQLite: {e}") from None
 
 
 def _check_server(uri: str, timeout_s: float = 5.0) -> None:

@@ -100,15 +100,16 @@ class SweepStore(MlflowSink):
         super().__init__(cfg)
 
     @_guarded
-    def find(self, ref: str) -> SweepData:
-        """The sweep with id ``ref``, else the one named ``ref`` that ended last."""
+    def find(self, ref: str, key: str = "sweep") -> SweepData:
+        """The sweep with id ``ref``, else the one named ``ref`` that ended last; ``key`` is
+        the option the user gave it as, for the error."""
         kind = tag_is(names.KIND, "sweep")
         named: list[Any] = []
         if re.fullmatch(r"[\w.+-]+", ref):  # sweep names are config file names, ids are hex
             named = self._search(f"{kind} and {tag_is(names.SWEEP_ID, ref)}")
             named = named or self._search(f"{kind} and {tag_is(names.SWEEP_NAME, ref)}")
         if not named:
-            raise UserError(f"sweep={ref} is not in {self.describe()}; {self._known()}")
+            raise UserError(f"{key}={ref} is not in {self.describe()}; {self._known()}")
         latest = max(named, key=lambda r: r.info.end_time or r.info.start_time or 0)
         parent = _plain(latest)
         return SweepData(

@@ -14,7 +14,7 @@ import pytest
 
 from runners import AsyncStreaming, Delta, LoadSpec, Request, Runner, get_runner
 from runners.openai_compat import OpenAICompatConfig, OpenAICompatRunner
-from runners.sse import ChunkCounter, SSEDecoder
+from runners.sse import ChunkCounter, SSEDecoder, read_deltas
 from tests.synthetic_server import ServerProcess
 
 KEY_ENV = "HARNESS_TEST_OPENAI_KEY"
@@ -360,3 +360,19 @@ def test_connection_dropped_mid_stream_raises() -> None:
         runner = make(server.url)
         with pytest.raises(RuntimeError, match=r"request to .*/v1/completions failed: .*Payload"):
             collect(runner, request(8))
+
+
+def test_a_stream_cut_inside_an_event_says_so_not_error_event() -> None:
+    async def cut() -> list[Delta]:
+        async def body():  # the connection ends inside the second event, no blank line
+            yield b'data: {"choices": [{"text": "a", "finish_reason": null}]}\n\n'
+            yield b'data: {"choices": [{"te'
+
+        return [d async for d in read_deltas(body(), ChunkCounter())]
+
+    with pytest.raises(
+        RuntimeError, match=r"""the stream was cut inside an event: '\{"choices": \[\{"te'"""
+    ):
+        asyncio.run(cut())
+    with pytest.raises(RuntimeError, match="error event in the stream: out of memory"):
+        ChunkCounter().feed(b'{"error": {"message": "out of memory"}}')

@@ -59,6 +59,8 @@ def _unknown_key(e: BaseException) -> str | None:
     if not (dataclasses.is_dataclass(schema) and full_key and key):
         return None
     fields = [f.name for f in dataclasses.fields(schema) if not f.name.startswith("_")]
+    if str(key) in fields:  # a real key with a bad value: the caller's message says which
+        return None
     group = str(full_key).rpartition(".")[0]
     close = difflib.get_close_matches(str(key), fields, n=2)
     hint = " (did you mean " + " or ".join(f"{group}.{c}" for c in close) + "?)" if close else ""

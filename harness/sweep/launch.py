@@ -38,7 +38,7 @@ from harness.sweep.execute import execute_cell
 from harness.sweep.orchestrator import Sweep
 from harness.sweep.progress import Console
 from harness.sweep.report_hook import sweep_ended
-from harness.tracking.sink import MlflowSink
+from harness.tracking.sink import MlflowSink, TrackingError
 
 _INTERNAL = ("run.cell_file=", "run.parent_run_id=", "run.sweep_id=", "run.sweep_name=")
 PLANNED_DIR = "cells"  # in the sweep's directory: one planned cell per job
@@ -50,6 +50,7 @@ class JobFailed:
     completed (no "Error executing job" on stderr) and the sweeper records the cell failed."""
 
     error: str
+    tracking: bool = False  # the tracking store failed: the sweep stops (exit 3)
 
 
 class HarnessTask:
@@ -138,6 +139,8 @@ def _outcome(sweep: Sweep, cell: Cell, ret: JobReturn) -> Outcome:
         if isinstance(ret.return_value, Outcome):
             return ret.return_value
         if isinstance(ret.return_value, JobFailed):
+            if ret.return_value.tracking:  # the store is what failed: stop the sweep
+                raise TrackingError(ret.return_value.error)
             return sweep.failed(cell, ret.return_value.error)
     try:  # a job that raised before the task ran: its exception, without Hydra's stderr line
         with contextlib.redirect_stderr(io.StringIO()):
@@ -173,10 +176,10 @@ def run_sweep(
     sweep = Sweep(name, cells, sink, console)
     try:
         _run_cells(sweep, launcher, max_batch_size, sweep_dir)
+        code = sweep.finish(sweep_dir)
     except BaseException as e:
         sweep.abort(e)
         raise
-    code = sweep.finish(sweep_dir)
     sweep_ended(cells[0].config, sweep.id, sweep_dir, console)
     return code
 
@@ -210,6 +213,8 @@ def run_job(cfg: DictConfig) -> Outcome | JobFailed:
         sink = MlflowSink(cell.config.tracking)
         parent = (str(run.parent_run_id), str(run.sweep_id or ""), str(run.sweep_name or ""))
         return execute_cell(cell, out_dir / "cell", sink, parent)
+    except TrackingError as e:
+        return JobFailed(str(e), tracking=True)
     except Exception as e:  # the sweeper records the cell as failed and goes on
         return JobFailed(f"{type(e).__name__}: {e}")
 
@@ -235,9 +240,9 @@ def run_single(cfg: DictConfig) -> int:
             console.started(pending)
             parent = (sweep.parent_id, sweep.id, "single")
             sweep.record(pending, execute_cell(pending, out_dir / "cell", sink, parent))
+        code = sweep.finish(out_dir)
     except BaseException as e:
         sweep.abort(e)
         raise
-    code = sweep.finish(out_dir)
     sweep_ended(cell.config, sweep.id, out_dir, console)
     return code

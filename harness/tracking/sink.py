@@ -322,13 +322,25 @@ class MlflowSink:
             self.client.log_inputs(run_id, datasets=inputs)
 
     def _create(self, record: RunRecord, parent_id: str | None) -> str:
-        from mlflow.entities import Metric, Param
 
         tags = dict(record.tags)
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
         run = self.client.create_run(self.experiment_id, run_name=record.name, tags=tags)
         run_id = str(run.info.run_id)
+        try:
+            self._fill(run_id, record)
+        except BaseException:  # a half-logged run must not stay RUNNING
+            with contextlib.suppress(Exception):
+                self.client.set_tag(run_id, names.STATUS, "failed")
+                self.client.set_tag(run_id, names.REASON, "the tracking store failed mid-log")
+                self.client.set_terminated(run_id, status=FAILED)
+            raise
+        return run_id
+
+    def _fill(self, run_id: str, record: RunRecord) -> None:
+        from mlflow.entities import Metric, Param
+
         now = int(time.time() * 1000)
         # log_batch takes at most 100 params and 1000 entities per call
         params = [Param(k, v) for k, v in record.params.items()]
@@ -343,7 +355,6 @@ class MlflowSink:
                 self.client.log_artifacts(run_id, str(path), artifact_path=path.name)
             elif path.is_file():
                 self.client.log_artifact(run_id, str(path))
-        return run_id
 
     @_guarded
     def log_run(self, record: RunRecord, parent_id: str | None, status: str) -> str:

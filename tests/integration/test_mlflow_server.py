@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -113,7 +113,7 @@ def test_server_dying_mid_sweep(tiny_gguf: Path, tmp_path: Path) -> None:
     rest = proc.stderr.read()
     proc.wait(timeout=120)
     proc.stderr.close()
-    assert proc.returncode == 2, rest
+    assert proc.returncode == 3, rest  # a tracking failure, not a config error
     assert "Traceback" not in rest
     (error,) = [ln for ln in rest.splitlines() if ln.startswith("harness: error:")]
     assert f"tracking store http://127.0.0.1:{port} failed" in error
@@ -132,25 +132,21 @@ USER, SECRET = "alice", "s3cr3t-p4ss"
 
 
 @contextmanager
-def basic_auth_proxy(upstream: str) -> Iterator[tuple[str, list[str]]]:
-    """A loopback reverse proxy that answers 401 unless the request carries alice's basic
-    auth, as a team's authenticating front of `mlflow server` would; yields its URL and the
-    Authorization headers it saw."""
-    import base64
+def proxy(upstream: str, refuse: Callable[[str, str, str], int | None]) -> Iterator[str]:
+    """A loopback reverse proxy in front of `mlflow server`: ``refuse(method, path,
+    authorization)`` returns the status to answer instead of forwarding (None: forward)."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    expected = "Basic " + base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
-    seen: list[str] = []
-
     class Proxy(BaseHTTPRequestHandler):
         def _forward(self) -> None:
-            seen.append(self.headers.get("Authorization", ""))
-            if self.headers.get("Authorization") != expected:
-                self.send_response(401)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+            status = refuse(self.command, self.path, self.headers.get("Authorization", ""))
+            if status is not None:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
             headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type",)}
             req = urllib.request.Request(upstream + self.path, body, headers, method=self.command)
             try:
@@ -172,17 +168,34 @@ def basic_auth_proxy(upstream: str) -> Iterator[tuple[str, list[str]]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
 
 
+@contextmanager
+def basic_auth_proxy(upstream: str) -> Iterator[tuple[str, list[str]]]:
+    """As a team's authenticating front: 401 unless the request carries alice's basic auth;
+    yields its URL and the Authorization headers it saw."""
+    import base64
+
+    expected = "Basic " + base64.b64encode(f"{USER}:{SECRET}".encode()).decode()
+    seen: list[str] = []
+
+    def refuse(method: str, path: str, auth: str) -> int | None:
+        seen.append(auth)
+        return None if auth == expected else 401
+
+    with proxy(upstream, refuse) as url:
+        yield url, seen
+
+
 def test_credentials_in_the_uri_authenticate_and_are_written_nowhere(
     harness_cli: HarnessRun, tiny_gguf: Path, mlflow_server: str, tmp_path: Path
 ) -> None:
-    with basic_auth_proxy(mlflow_server) as (proxy, seen):
-        host = proxy.removeprefix("http://")
+    with basic_auth_proxy(mlflow_server) as (front, seen):
+        host = front.removeprefix("http://")
         r = harness_cli(
             "+sweep=fake_matrix", f"model.source.path={tiny_gguf}", "tracking=server",
             f"tracking.uri=http://{USER}:{SECRET}@{host}", "tracking.experiment=auth",
@@ -212,3 +225,39 @@ def test_credentials_in_the_uri_authenticate_and_are_written_nowhere(
                     client.download_artifacts(run.info.run_id, art.path, str(tmp_path / "dl"))
                 ).read_text()
                 assert SECRET not in text
+
+
+def test_a_tracking_failure_ends_the_sweep_failed_with_its_reason(
+    harness_cli: HarnessRun, tiny_gguf: Path, mlflow_server: str
+) -> None:
+    """The store refuses artifact uploads after the first cell (a full artifact disk): exit 3,
+    one line, the parent run FAILED with why, the finished cell kept, nothing RUNNING."""
+    uploads: list[str] = []
+
+    def refuse(method: str, path: str, auth: str) -> int | None:
+        if method == "PUT" and "/mlflow-artifacts/artifacts/" in path:
+            uploads.append(path)
+            return (
+                507 if len({p.split("/artifacts/")[1].split("/")[2] for p in uploads}) > 2 else None
+            )
+        return None
+
+    with proxy(mlflow_server, refuse) as front:
+        r = harness_cli(
+            "+sweep=fake_matrix", f"model.source.path={tiny_gguf}", "tracking=server",
+            f"tracking.uri={front}", "tracking.experiment=full-disk",
+        )  # fmt: skip
+    assert r.returncode == 3, r.stderr
+    assert "Traceback" not in r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if x.startswith("harness: error:")]
+    assert line.startswith(f"harness: error: tracking store {front} failed:")
+    client = MlflowClient(tracking_uri=mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("full-disk").experiment_id])
+    (parent,) = children(runs, "sweep")
+    assert parent.info.status == "FAILED"
+    assert "cells recorded" in parent.data.tags["harness.end_reason"]
+    assert [c.info.status for c in children(runs) if c.info.status != "FINISHED"] in (
+        [],
+        ["RUNNING"],
+    ) or True
+    assert not [c for c in children(runs) if c.info.status == "RUNNING"]

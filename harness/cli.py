@@ -48,6 +48,19 @@ def register() -> None:
     Plugins.instance().register(HarnessSweeper)
 
 
+def _null_parent(e: BaseException) -> str | None:
+    """OmegaConf's assertion when an override sets a key below a node that is null."""
+    if not (isinstance(e, AssertionError) and "Unexpected type for root: NoneType" in str(e)):
+        return None
+    dotted = [a.split("=", 1)[0].lstrip("+~") for a in sys.argv[1:] if "." in a.split("=", 1)[0]]
+    dotted = [d for d in dotted if not d.startswith("hydra.")]
+    parents = ", ".join(sorted({d.rsplit(".", 1)[0] for d in dotted}))
+    return (
+        f"an override sets a key below a node that is null in the chosen config (one of: "
+        f"{parents}); set that node whole, e.g. 'model.source={{path: /path/to/model.gguf}}'"
+    )
+
+
 def main() -> None:
     debug = bool(os.environ.get("HYDRA_FULL_ERROR"))
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -79,7 +92,7 @@ def main() -> None:
         print(f"harness: error: {e}", file=sys.stderr)
         sys.exit(EXIT_CONFIG_ERROR)
     except Exception as e:
-        message = one_line(e)
+        message = one_line(e) or _null_parent(e)
         if message is not None and " lists several values" in message:
             real = sweep_error(str(CONF_DIR), sys.argv[1:])  # the fault Hydra hid
             message = (one_line(real) if real is not None else None) or message

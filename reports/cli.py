@@ -61,7 +61,7 @@ def parse(argv: Sequence[str]) -> ReportArgs:
             raise UserError(f"argument {arg!r} is not key=value (e.g. sweep=135m_gguf)")
         root = key.split(".")[0]
         if root not in (*GROUPS, *KEYS):
-            raise choice_error("argument", key, (*GROUPS, *KEYS, "decision.<field>"))
+            raise choice_error("option", key, (*GROUPS, *KEYS, "decision.<field>"))
         if key == "sweep" and not value:
             raise UserError(REQUIRED)
         if key in GROUPS:
@@ -92,6 +92,7 @@ def run(args: ReportArgs) -> int:
 
     store = SweepStore(args.tracking)
     sweep = store.find(args.sweep)
+    against = store.find(args.against, "against") if args.against else None
     recorded = sweep.run.tags.get(DECISION_TAG)
     if not args.decision_given and recorded:  # the constraint the sweep was reported under
         merged = OmegaConf.merge(OmegaConf.structured(DecisionConfig), json.loads(recorded))
@@ -99,7 +100,6 @@ def run(args: ReportArgs) -> int:
         print(
             f"reports: decision {args.decision.name}, as recorded with the sweep", file=sys.stderr
         )
-    against = store.find(args.against, "against") if args.against else None
     out_dir = Path(args.out) / f"{sweep.name}-{sweep.sweep_id}"
     report = build(store, sweep, args.decision, out_dir, against, args.attach)
     print(report.markdown, end="")

@@ -12,13 +12,19 @@ from harness.config.errors import UserError
 from harness.config.schema import HarnessConfig
 from runners import get_runner
 
+SOURCE_KEYS = ("package", "file", "path")
+
 
 def to_typed(cfg: DictConfig) -> HarnessConfig:
     """Composed DictConfig -> typed dataclasses, once, at the edge."""
-    if "hydra" in cfg:
-        cfg = cfg.copy()
-        with open_dict(cfg):
-            cfg.pop("hydra", None)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+        source = cfg.get("model", {}).get("source")
+        # a model known by its architecture only ships an empty source, so that
+        # model.source.path=... can fill it; empty means none
+        if isinstance(source, DictConfig) and not any(source.get(k) for k in SOURCE_KEYS):
+            cfg.model.source = None
     try:
         if OmegaConf.get_type(cfg) is not HarnessConfig:  # composed outside Hydra (fast plan)
             schema = OmegaConf.structured(HarnessConfig)

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config.compose import compose_jobs
 from harness.config.errors import UserError
 from harness.config.hydra_errors import one_line
+from harness.feasibility.footprint import NO_FIT
 from harness.plan import cell as planned
 from harness.plan.cell import Cell
 from harness.plan.cells import plan_cell
@@ -227,6 +228,9 @@ def run_single(cfg: DictConfig) -> int:
     if cell.config.plan:
         print(render([cell], title_of([cell], "single")))
         return 0
+    if cell.skip:  # one cell asked for by name: refuse it, as a sweep would skip it
+        hint = "; run.force_fit=true runs it anyway" if cell.skip.startswith(NO_FIT) else ""
+        raise UserError(f"this cell cannot run: {cell.skip}{hint}")
     out_dir = Path(hc.runtime.output_dir)
     sink = MlflowSink(cell.config.tracking)
     if cell.config.eval.enabled:

@@ -123,11 +123,14 @@ class ChunkCounter:
         self.finish_reason: str | None = None
         self.text: list[str] = []
 
-    def feed(self, event: bytes) -> Delta:
+    def feed(self, event: bytes, last: bool = False) -> Delta:
+        """``last``: the connection ended without the event's closing blank line."""
         chunk = parse_json(event)
-        if chunk is None:  # an event that is not JSON: the connection ended inside it
+        if chunk is None:
             shown = event[:80].decode(errors="replace")
-            raise RuntimeError(f"the stream was cut inside an event: {shown!r}")
+            if last:  # the connection ended inside the event
+                raise RuntimeError(f"the stream was cut inside an event: {shown!r}")
+            raise RuntimeError(f"the server sent an event that is not JSON: {shown!r}")
         if not isinstance(chunk, dict) or "error" in chunk:
             raise RuntimeError(f"error event in the stream: {error_message(event)}")
         return self.delta(chunk)
@@ -173,7 +176,7 @@ async def read_deltas(chunks: AsyncIterable[bytes], counter: ChunkCounter) -> As
                 yield counter.feed(event)
     for event in [] if done else decoder.feed(b"\n\n"):  # no final blank line
         if event != b"[DONE]":
-            yield counter.feed(event)
+            yield counter.feed(event, last=True)
 
 
 async def close_at_loop_end(session: aiohttp.ClientSession) -> None:

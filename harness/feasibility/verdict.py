@@ -55,6 +55,9 @@ def judge(config: HarnessConfig, weights: float | None, strict: bool) -> Verdict
     return Verdict(unsupported, no_fit, caveat, footprint)
 
 
+OVERSUBSCRIBED = "run.oversubscribe_threads=true"
+
+
 def workload_fits(config: HarnessConfig) -> tuple[str | None, str | None]:
     """Work the runtime as configured cannot do, found before anything builds or loads: a
     request longer than its context, more threads than the machine's logical cores (allowed
@@ -77,7 +80,7 @@ def workload_fits(config: HarnessConfig) -> tuple[str | None, str | None]:
             why = f"{name}={threads} exceeds this machine's {cores} logical cores"
             if not config.run.oversubscribe_threads:
                 return f"{why}; set run.oversubscribe_threads=true to run it anyway", None
-            return None, f"{why} (run.oversubscribe_threads=true)"
+            return None, f"{why} ({OVERSUBSCRIBED})"
     return None, None
 
 
@@ -123,6 +126,8 @@ def with_memory(
     tags = dict(result.tags)
     if planned.caveat:
         tags["support.caveat"] = planned.caveat
+        oversubscribed = [c for c in planned.caveat.split("; ") if OVERSUBSCRIBED in c]
+        result = replace(result, flags=[*result.flags, *oversubscribed])
     footprint = planned.footprint
     exact = None
     if artifact.is_file():

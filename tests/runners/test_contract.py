@@ -100,7 +100,8 @@ def ran(
     finally:
         runner.close()
     alive = [p for p in psutil.Process().children(recursive=True) if _alive(p)]
-    lengths = [len(r.prompt_ids) for r in reqs]
+    # the runtime's own count: its ids, or (a server sent text) what the server reported
+    lengths = [len(r.prompt_ids) if r.prompt_tokens is None else r.prompt_tokens for r in reqs]
     yield adapter, Ran(runner, records, lengths, versions, settings, alive)
 
 

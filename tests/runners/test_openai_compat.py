@@ -134,7 +134,7 @@ def test_usage_on_the_last_content_chunk_is_not_running_usage() -> None:
 def test_error_events_raise() -> None:
     with pytest.raises(RuntimeError, match="error event in the stream: out of memory"):
         ChunkCounter().feed(b'{"error": {"message": "out of memory", "code": 500}}')
-    with pytest.raises(RuntimeError, match="error event in the stream: not json"):
+    with pytest.raises(RuntimeError, match="an event that is not JSON: 'not json'"):
         ChunkCounter().feed(b"not json")
 
 

@@ -72,7 +72,7 @@ def test_cli_arguments_parse_groups_and_fields() -> None:
         ([], "sweep= is required"),
         (["sweep="], "sweep= is required"),
         (["decision=laptop"], "sweep= is required"),
-        (["sweeps=x"], "argument=sweeps is not a valid choice; choose one of:"),
+        (["sweeps=x"], "option=sweeps is not a valid choice; choose one of:"),
         (["sweep=x", "decision=laptp"], "decision=laptp is not a valid choice; choose one of: "),
         (["sweep=x", "decision.max_slice_loss=2"], "is a fraction (0.02 = 2 points)"),
         (["sweep=x", "decision.memory_of=vram"], "memory_of"),

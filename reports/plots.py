@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,9 +54,20 @@ def to_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+LABEL_WIDTH = 40  # characters per line of a cell name on an axis
+
+
 def _esc(text: object) -> str:
-    # A "$" in a cell name or currency would otherwise switch matplotlib into mathtext.
-    return str(text).replace("$", r"\$")
+    """A label as matplotlib should draw it: "$" escaped (it would switch to mathtext) and a
+    long cell name wrapped after a "/" or a space, so that constrained layout has room for
+    the axes (a single run's full cell name is over 100 characters)."""
+    lines, line = [], ""
+    for part in re.split(r"(?<=[/ ])", str(text).replace("$", r"\$")):
+        if line and len(line) + len(part) > LABEL_WIDTH:
+            lines.append(line.rstrip())
+            line = ""
+        line += part
+    return "\n".join([*lines, line.rstrip()])
 
 
 def _col(df: pd.DataFrame, name: str) -> Floats:

@@ -21,7 +21,8 @@ COLUMNS: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
     ("ITL p50 ms", "itl_p50_s", _num(".2f", 1e3)),
     ("ITL p99 ms", "itl_p99_s", _num(".2f", 1e3)),
     ("e2e p50 s", "e2e_p50_s", _num(".3f")),
-    ("peak RSS MiB", names.PEAK_RSS.name, _num(".0f", 1 / 2**20)),
+    # the worker and what it launched (a server): the memory the cell needed on the host
+    ("peak RSS MiB", names.PEAK_TREE_RSS.name, _num(".0f", 1 / 2**20)),
     ("bpw", names.MODEL_BPW.name, _num(".2f")),
     ("file MiB", names.MODEL_FILE.name, _num(".1f", 1 / 2**20)),
     ("$/1M out", "cost_per_1m_output_tokens_usd", _num(".3f")),

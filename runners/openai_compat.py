@@ -381,7 +381,7 @@ class OpenAICompatRunner:
 
     def served_model(self) -> tuple[dict[str, float], str]:
         """What the server itself says of the model's size (llama-server's /v1/models ``meta``:
-        ``size`` in bytes and ``n_params``), and why anything is missing."""
+        ``n_params`` and tensor bytes), and why anything is missing."""
         return model_facts(self.listing)
 
     def generation_settings(self) -> dict[str, str]:
@@ -445,17 +445,20 @@ def model_identity(entry: dict[str, Any]) -> dict[str, str]:
 
 
 def model_facts(entry: dict[str, Any]) -> tuple[dict[str, float], str]:
+    """What a listing says of the model's size. llama-server's ``meta.size`` is
+    ``llama_model_size``: the bytes of every tensor, not of the file, so with ``n_params`` it
+    gives bits per weight by this harness's definition, and the file size stays unknown."""
     meta = entry.get("meta")
     meta = meta if isinstance(meta, dict) else {}
     size, params = meta.get("size"), meta.get("n_params")
     facts: dict[str, float] = {}
-    if isinstance(size, int | float) and size > 0:
-        facts["model_file_bytes"] = float(size)
     if isinstance(params, int | float) and params > 0:
         facts["model_params"] = float(params)
-    if len(facts) == 2:
-        facts["model_bpw"] = 8 * facts["model_file_bytes"] / facts["model_params"]
-    why = "the server runs elsewhere and its GET /v1/models reports no model size"
+        if isinstance(size, int | float) and size > 0:
+            facts["model_bpw"] = 8 * float(size) / float(params)
+    why = "the server runs elsewhere and its GET /v1/models reports no " + (
+        "file size (llama-server's meta.size counts tensor bytes only)" if facts else "model size"
+    )
     return facts, why
 
 

@@ -376,3 +376,34 @@ def test_a_stream_cut_inside_an_event_says_so_not_error_event() -> None:
         asyncio.run(cut())
     with pytest.raises(RuntimeError, match="error event in the stream: out of memory"):
         ChunkCounter().feed(b'{"error": {"message": "out of memory"}}')
+
+
+def test_the_served_models_listing_becomes_tags_and_reported_sizes() -> None:
+    from runners.openai_compat import model_facts, model_identity
+
+    # llama-server's GET /v1/models entry (tools/server: "meta" with the model's own numbers)
+    entry = {
+        "id": "q4.gguf", "object": "model", "created": 1733300000, "owned_by": "llamacpp",
+        "meta": {"vocab_type": 2, "n_vocab": 49152, "n_ctx_train": 8192, "n_embd": 576,
+                 "n_params": 134515008, "size": 98359296},
+    }  # fmt: skip
+    assert model_identity(entry) == {
+        "server.model.object": "model",
+        "server.model.created": "1733300000",
+        "server.model.owned_by": "llamacpp",
+        "server.model.meta.vocab_type": "2",
+        "server.model.meta.n_vocab": "49152",
+        "server.model.meta.n_ctx_train": "8192",
+        "server.model.meta.n_embd": "576",
+        "server.model.meta.n_params": "134515008",
+        "server.model.meta.size": "98359296",
+    }
+    facts, why = model_facts(entry)
+    assert facts == {  # meta.size is llama_model_size: tensor bytes, so bpw but no file size
+        "model_params": 134515008.0,
+        "model_bpw": pytest.approx(8 * 98359296 / 134515008),
+    }
+    assert "meta.size counts tensor bytes only" in why
+    # vLLM's entry: a name and a context length, no size
+    facts, why = model_facts({"id": "m", "root": "/models/m", "max_model_len": 4096})
+    assert facts == {} and "reports no model size" in why

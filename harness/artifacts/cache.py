@@ -10,14 +10,12 @@ still match; one that does not (a truncated copy, a disk error) is removed and b
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 
 from harness.config.errors import UserError
 from harness.config.schema import ModelSource
+from harness.results.locks import exclusive
 from harness.results.result import ArtifactInfo, write_json_atomic
 
 MODEL_FILE = "model.gguf"
@@ -184,7 +183,7 @@ class ArtifactCache:
     def lookup_verified(self, key: str, note: Callable[[str], None]) -> ArtifactInfo | None:
         """``lookup`` of an entry that still matches its build; a damaged one is discarded
         (``note`` says so, once) so the caller builds it again."""
-        with _locked(self.dir / f"{key}.lock") if self.dir.is_dir() else _nothing():
+        with exclusive(self.dir / f"{key}.lock"):
             problem = self.verify(key)
             if problem is not None:
                 self.discard(key)
@@ -197,7 +196,7 @@ class ArtifactCache:
         """Build ``step`` unless present; ``make(out)`` writes the file, ``describe(path,
         step, build_s)`` returns its ArtifactInfo. Concurrent builders wait on the lock."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with _locked(self.dir / f"{step.key}.lock"):
+        with exclusive(self.dir / f"{step.key}.lock"):
             if (problem := self.verify(step.key)) is not None:
                 self.discard(step.key)
                 print(f"harness: cached {step.key} failed verification ({problem}); rebuilding")
@@ -223,18 +222,3 @@ class ArtifactCache:
         return ArtifactInfo(
             **{**asdict(info), "path": str(self.path(step.key)), "cache_hit": False}
         )
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)  # released by the kernel if this process dies
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)

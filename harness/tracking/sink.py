@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import functools
 import hashlib
 import logging
@@ -33,6 +32,7 @@ from harness.config.credentials import PASSWORD_ENV, USER_ENV, has_password
 from harness.config.errors import UserError
 from harness.config.schema import TrackingBackend, TrackingConfig
 from harness.metrics import names
+from harness.results.locks import exclusive
 from harness.tracking.record import SETTINGS_PREFIX, RunRecord
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
@@ -176,17 +176,6 @@ def claims_dir(uri: str) -> Path:
     return Path(tempfile.gettempdir()) / "harness-claims" / digest
 
 
-@contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)  # released by the kernel if this process dies
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 class MlflowSink:
     def __init__(self, cfg: TrackingConfig) -> None:
         self.uri = resolve_uri(cfg)
@@ -204,7 +193,7 @@ class MlflowSink:
 
         # MLflow creates a fresh SQLite store's schema on first use, racing any other process
         # doing the same ("duplicate column name"): one at a time
-        with _flock(self.claims / "store.lock"):
+        with exclusive(self.claims / "store.lock"):
             self.client = MlflowClient(tracking_uri=self.uri)
             self.experiment_id = self._experiment(cfg.experiment)
 
@@ -212,7 +201,7 @@ class MlflowSink:
     def claim(self, key: str) -> Iterator[FinishedCell | None]:
         """Hold cell ``key`` for as long as it runs: a concurrent sweep on the same store
         waits here, then finds the run this one finished (yielded: not to be run again)."""
-        with _flock(self.claims / f"{key}.lock"):
+        with exclusive(self.claims / f"{key}.lock"):
             yield self.finished_cells([key]).get(key)
 
     def describe(self) -> str:
@@ -242,7 +231,7 @@ class MlflowSink:
                 return runs
 
     def open_sweep(self, sweep_id: str, record: RunRecord) -> str:
-        with _flock(self.claims / "store.lock"):  # two sweeps starting at once: one parent
+        with exclusive(self.claims / "store.lock"):  # two sweeps starting at once: one parent
             return self._open_sweep(sweep_id, record)
 
     @_guarded

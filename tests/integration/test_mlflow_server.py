@@ -163,7 +163,7 @@ def proxy(upstream: str, refuse: Callable[[str, str, str], int | None]) -> Itera
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
         def log_message(self, *args: object) -> None:
-            pass
+            """No access log on the test's stderr: the assertions say what was seen."""
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
     threading.Thread(target=server.serve_forever, daemon=True).start()

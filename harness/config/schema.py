@@ -8,8 +8,10 @@ dataclasses once (``harness.config.convert.to_typed``) and nothing downstream se
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 from omegaconf import MISSING
 
@@ -55,6 +57,47 @@ class ModelSource:
 
 
 @dataclass
+class CheckpointConfig:
+    """One published (or local) checkpoint of a model, for one quantization method.
+
+    ``path`` (a local checkpoint directory or GGUF file) wins over ``repo``. A Hub checkpoint is
+    ``repo`` (``org/name``) at ``revision`` (a commit hash pins it; a branch or tag is resolved
+    to its commit, which is recorded and keyed, so a moved branch re-measures). ``files`` makes
+    it a GGUF repository: precision -> the file's name or glob (split parts match together,
+    e.g. ``*q4_k_m-0000?-of-00002.gguf``); without it the checkpoint is a directory of
+    safetensors, config and tokenizer files, holding ``precision`` (None: the model as
+    published, quantized at load by methods that do so)."""
+
+    repo: str | None = None
+    revision: str = "main"
+    files: dict[str, str] = field(default_factory=dict)
+    precision: str | None = None
+    path: str | None = None
+    origin: str = ""  # where the repo id was found (a model card URL), for the next reader
+
+    def __post_init__(self) -> None:
+        if self.repo is None and self.path is None:
+            raise ValueError("a model.checkpoints entry needs `repo` (org/name) or `path`")
+        if self.repo is not None and not _REPO_ID.fullmatch(self.repo):
+            raise ValueError(
+                f"model.checkpoints repo={self.repo!r} is not a Hub repo id (org/name)"
+            )
+        if not self.revision:
+            raise ValueError(f"model.checkpoints repo={self.repo}: revision is empty")
+
+    @property
+    def is_gguf(self) -> bool:
+        """A GGUF file (a local file, or a repo with ``files``) rather than a directory."""
+        if self.path is not None:
+            return not Path(self.path).expanduser().is_dir()
+        return bool(self.files)
+
+
+# The Hub's repo id rule: a namespace and a name of letters, digits, '-', '_' and '.'.
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+
+
+@dataclass
 class ArchitectureConfig:
     """The numbers the memory math needs, from the model's published config.json. Every
     field is required: a missing one is an error naming it, never a guessed default."""
@@ -78,6 +121,8 @@ class ModelConfig:
     # not run until a source names its checkpoint.
     source: ModelSource | None = None
     hf_id: str | None = None  # upstream checkpoint, for provenance
+    # method -> its checkpoint (harness/artifacts/checkpoints.py picks one per cell)
+    checkpoints: dict[str, CheckpointConfig] = field(default_factory=dict)
     parameters: int | None = None
     architecture: ArchitectureConfig | None = None
 

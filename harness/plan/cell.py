@@ -19,7 +19,20 @@ from harness.feasibility.memory import Fit, FitStatus
 from harness.feasibility.verdict import Verdict
 from harness.results.result import write_json_atomic
 
-PLAN_VERSION = 1  # the format of a planned cell's file (job side reads only its own version)
+# The format of a planned cell's file (a job reads only its own version). 2: the checkpoint
+# (Hub resolution in ``source.hub``, and ``checkpoint``).
+PLAN_VERSION = 2
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointPlan:
+    """Where a cell's checkpoint comes from, as the plan table shows it."""
+
+    label: str  # repo@revision (and its commit), or a local path
+    key: str  # one per distinct checkpoint: cells that share it download it once
+    missing_bytes: int | None  # still to download (0: in the cache); None: unknown
+    total_bytes: int | None
+    note: str = ""  # why it is unknown (offline), or cannot be had
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,7 @@ class Cell:
     unpredicted: str | None = None  # why there is no footprint
     source: Source | None = None  # the model source, hashed (None: plan=true without one)
     steps: tuple[Step, ...] = ()  # how its model file is derived from the source
+    checkpoint: CheckpointPlan | None = None  # where the source comes from (plan table)
 
     @property
     def planned(self) -> Verdict:
@@ -77,6 +91,7 @@ def from_json(doc: dict[str, Any]) -> Cell:
             "source": Source.from_json(data["source"]) if data["source"] else None,
             "footprint": _footprint(data["footprint"]),
             "steps": tuple(Step(**s) for s in data["steps"]),
+            "checkpoint": CheckpointPlan(**data["checkpoint"]) if data["checkpoint"] else None,
         }
     )
 

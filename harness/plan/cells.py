@@ -13,16 +13,18 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from harness.artifacts.cache import ArtifactCache, Step
+from harness.artifacts.cache import ArtifactCache, Step, content_key
+from harness.artifacts.checkpoints import Choice, NoCheckpoint
+from harness.artifacts.hub import HubUnavailable
 from harness.artifacts.quantize import CONVERTER, PlanError, plan
-from harness.artifacts.source import Source, source_of
+from harness.artifacts.source import Source, checkpoint_of, source_of
 from harness.config.convert import to_typed
 from harness.config.schema import AXES, HarnessConfig
 from harness.feasibility.support import missing_reason, required_packages
 from harness.feasibility.verdict import judge
 from harness.measure.metadata import machine_identity
 from harness.metrics.derive import ESTIMATOR_VERSION
-from harness.plan.cell import Cell
+from harness.plan.cell import Cell, CheckpointPlan
 from harness.plan.interpreter import dist_versions
 from harness.plan.matrix import cell_id, cell_key
 from harness.quality.gate import check_config as check_eval
@@ -64,6 +66,40 @@ def gguf_weights(
     return float(info.tensor_bytes) if info is not None else None
 
 
+def _checkpoint_plan(
+    choice: Choice, source: Source | None, unavailable: str | None
+) -> CheckpointPlan:
+    spec = choice.spec
+    if source is not None and source.hub is not None:
+        hub = source.hub
+        label = f"{source.label} ({hub.commit[:12]})"
+        note = "" if hub.online or hub.complete else "offline"
+        return CheckpointPlan(label, hub.key, hub.missing_bytes, hub.total_bytes, note)
+    if source is not None:
+        return CheckpointPlan(str(source.path), source.sha256, 0, None)
+    if spec is not None and spec.repo is not None and spec.path is None:
+        label = f"{spec.repo}@{spec.revision}"
+        key = content_key("hub-unresolved", spec.repo, spec.revision, *choice.patterns)
+        return CheckpointPlan(label, key, None, None, unavailable or "")
+    return CheckpointPlan("model.source (none)", "none", None, None, unavailable or "")
+
+
+def _source(config: HarnessConfig) -> tuple[Choice | None, Source | None, str | None, str | None]:
+    """The cell's checkpoint, its source, and why it has none (no checkpoint: the cell is
+    skipped) or cannot have it now (a Hub checkpoint offline: the cell is blocked)."""
+    try:
+        choice = checkpoint_of(config)
+    except NoCheckpoint as e:
+        known = config.model.checkpoints or config.model.source is not None
+        return None, None, str(e) if known or not config.plan else None, None
+    if config.plan and choice.spec is None and config.model.source is None:
+        return choice, None, None, None  # known by its architecture only: planned, not run
+    try:
+        return choice, source_of(config, choice), None, None
+    except HubUnavailable as e:
+        return choice, None, None, str(e)
+
+
 def plan_cell(
     index: int, cfg: DictConfig, choices: Mapping[str, Any], overrides: Sequence[str]
 ) -> Cell:
@@ -76,19 +112,20 @@ def plan_cell(
         # the harness builds nothing for a server it did not launch: its label is what the
         # user declared it serves ("unknown" if nothing), never the method group's default
         axis_choices["method"], axis_choices["precision"] = served
-    source = None if config.plan and config.model.source is None else source_of(config)
+    choice, source, derivation, unavailable = _source(config)
     steps: list[Step] | None = None
-    derivation = None  # why the model file cannot be derived
-    if source is not None:
-        try:
-            steps = steps_of(config, source)
+    if source is not None and choice is not None:
+        try:  # a checkpoint published as the cell's own method and precision is loaded as is
+            steps = [] if choice.exact else steps_of(config, source)
         except PlanError as e:
             derivation = str(e)
     verdict = judge(config, gguf_weights(config, source, steps) if source else None, config.plan)
     key, blocked = "plan", None
-    if not config.plan and source is not None:
-        key = cell_key(config, source.sha256, runtime_versions(config), machine_identity())
-        blocked = missing_reason(config, installed(config))
+    checkpoint = _checkpoint_plan(choice, source, unavailable) if choice else None
+    if not config.plan and (source is not None or unavailable):
+        sha = source.sha256 if source is not None else checkpoint.key if checkpoint else ""
+        key = cell_key(config, sha, runtime_versions(config), machine_identity())
+        blocked = unavailable or missing_reason(config, installed(config))
     return Cell(
         index=index,
         cell_id=cell_id(axis_choices, overrides),
@@ -103,4 +140,5 @@ def plan_cell(
         unpredicted=verdict.unpredicted,
         source=source,
         steps=tuple(steps or ()),
+        checkpoint=checkpoint,
     )

@@ -72,7 +72,12 @@ def cell_id(choices: Mapping[str, str], overrides: Sequence[str]) -> str:
 
 
 def identity(config: HarnessConfig) -> dict[str, Any]:
-    return {k: v for k, v in to_container(config).items() if k not in VOLATILE}
+    """The config that makes a cell what it is. The model's checkpoint table is left out: the
+    one checkpoint a cell uses enters its key by content hash or Hub commit, and an entry
+    another method uses must not change this cell's key."""
+    data = {k: v for k, v in to_container(config).items() if k not in VOLATILE}
+    data["model"] = {k: v for k, v in data["model"].items() if k != "checkpoints"}
+    return data
 
 
 def cell_key(

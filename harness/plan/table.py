@@ -15,6 +15,7 @@ from harness.feasibility.footprint import NO_FIT, Footprint
 from harness.plan.cell import Cell
 
 HEADERS = (
+    "ckpt",
     "method/precision",
     "runtime",
     "hardware",
@@ -45,11 +46,11 @@ def _fit(cell: Cell, fp: Footprint | None) -> str:
     return fp.fit.status.value
 
 
-def row(cell: Cell) -> tuple[str, ...]:
+def row(cell: Cell, ckpt: str = "-") -> tuple[str, ...]:
     c, fp = cell.config, cell.footprint
     method = cell.choices.get("method", c.method.name)
     label = f"{method}/{cell.choices.get('precision', c.precision.name)}"
-    head = (label, cell.choices["runtime"], c.hardware.name)
+    head = (ckpt, label, cell.choices["runtime"], c.hardware.name)
     if fp is None:
         return (*head, *("-",) * 6, _fit(cell, fp), "-", "-")
     return (
@@ -93,9 +94,10 @@ def render(cells: Sequence[Cell], title: str) -> str:
     small = bool(needs) and max(needs) < 2 * GIB
     _UNIT["size"] = float(MIB if small else GIB)
     title = f"{title}; sizes in {'MiB' if small else 'GiB'} (2^{20 if small else 30} bytes)"
-    rows = [HEADERS, *(row(c) for c in ordered)]
+    ids = _checkpoint_ids(ordered)
+    rows = [HEADERS, *(row(c, ids.get(_ckpt_key(c), "-")) for c in ordered)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
-    numeric = set(range(3, len(HEADERS))) - {4, 8}
+    numeric = set(range(4, len(HEADERS))) - {5, 9}
     lines = [title, ""]
     notes: dict[str, int] = {}
     for n, r in enumerate(rows):
@@ -113,12 +115,61 @@ def render(cells: Sequence[Cell], title: str) -> str:
             lines.append("  ".join("-" * w for w in widths))
     runnable = sum(1 for c in cells if not c.skip)
     lines += ["", f"{len(cells)} cells: {runnable} would run, {len(cells) - runnable} skipped"]
+    lines += checkpoint_lines(ordered, ids)
     basis = weight_basis(ordered)
     if basis:
         lines += ["", "weights:", *basis]
     if notes:
         lines += ["", "notes:", *(f"[{i}] {text}" for text, i in notes.items())]
     return "\n".join(lines)
+
+
+def _ckpt_key(cell: Cell) -> str:
+    return cell.checkpoint.key if cell.checkpoint is not None else ""
+
+
+def _checkpoint_ids(cells: Sequence[Cell]) -> dict[str, str]:
+    ids: dict[str, str] = {}
+    for c in cells:
+        if c.checkpoint is not None:
+            ids.setdefault(c.checkpoint.key, f"C{len(ids) + 1}")
+    return ids
+
+
+def _size(n: int) -> str:
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / MIB:.1f} MiB"
+
+
+def checkpoint_lines(cells: Sequence[Cell], ids: dict[str, str]) -> list[str]:
+    """One line per distinct checkpoint: where from, its size, what is still to download,
+    and whether the Hub cache's disk holds everything the sweep must download."""
+    from harness.artifacts.hub import cache_root, free_bytes
+
+    seen = {c.checkpoint.key: c.checkpoint for c in cells if c.checkpoint is not None}
+    if not seen:
+        return []
+    lines, need, unknown = ["", "checkpoints:"], 0, False
+    for key, cp in seen.items():
+        total = _size(cp.total_bytes) if cp.total_bytes is not None else "size unknown"
+        if cp.missing_bytes is None:
+            fetch, unknown = "download: unknown, offline", True
+        elif cp.missing_bytes == 0:
+            fetch = "in the cache"
+        else:
+            fetch, need = f"download: {_size(cp.missing_bytes)}", need + cp.missing_bytes
+        lines.append(f"{ids[key]}  {cp.label}: {total}, {fetch}")
+    free = free_bytes()
+    verdict = "does NOT fit" if need > free else "unknown" if unknown else "fits"
+    more = " plus checkpoints of unknown size" if unknown else ""
+    lines.append(
+        f"Hub cache {cache_root()}: {_size(need)} to download{more}; {_size(free)} free: {verdict}"
+    )
+    if unknown:
+        lines.append(
+            "  unknown sizes: the Hub is unreachable from here (or HF_HUB_OFFLINE=1) and the "
+            "cache lacks them; plan where the Hub is reachable to see them"
+        )
+    return lines
 
 
 def title_of(cells: Sequence[Cell], name: str) -> str:

@@ -20,8 +20,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from harness.artifacts.cache import ArtifactCache
+from harness.artifacts.hub import HubUnavailable, download
 from harness.artifacts.quantize import describe
 from harness.config.convert import to_container
+from harness.config.errors import UserError
 from harness.feasibility.verdict import with_memory
 from harness.measure.metadata import environment
 from harness.plan.cell import Cell
@@ -133,6 +135,11 @@ def prepare_artifact(cell: Cell, cell_dir: Path, task: EvalTask | None) -> CellR
     }
     write_json_atomic(cell_dir / CELL_FILE, spec)
     (cell_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    if source.hub is not None and not source.hub.on_disk():
+        try:  # once per checkpoint: a later cell finds the files in the Hub cache
+            download(source.hub, source.where)
+        except (HubUnavailable, UserError) as e:
+            return CellResult(status=Status.failed, reason=str(e))
     info = (
         ArtifactCache(Path(cfg.run.cache_dir)).lookup_verified(cell.steps[-1].key, _note)
         if cell.steps

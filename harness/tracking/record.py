@@ -86,6 +86,11 @@ def cell_tags(cell: Cell, sweep_id: str, sweep_name: str) -> dict[str, str]:
     }
     if runner.capabilities.synthetic:
         tags[names.SYNTHETIC] = "true"  # injected numbers: reports must exclude this run
+    if cell.source is not None:
+        tags["checkpoint.source"] = cell.source.where
+        tags["checkpoint.location"] = cell.source.label[:TAG_MAX]
+        if cell.source.hub is not None:
+            tags.update({k: v[:TAG_MAX] for k, v in cell.source.hub.tags().items()})
     return tags
 
 

@@ -57,7 +57,7 @@ def test_the_plan_carries_what_the_job_needs(cache: Path) -> None:
 def test_a_file_of_another_plan_format_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "cell.json"
     path.write_text('{"plan_version": 0, "cell": {}}')
-    with pytest.raises(ValueError, match="planned cell format 0, expected 1"):
+    with pytest.raises(ValueError, match="planned cell format 0, expected 2"):
         planned.load(path)
 
 

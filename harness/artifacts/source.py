@@ -108,7 +108,7 @@ def _hub_source(resolved: Resolved, where: str, model: str) -> Source:
 
 
 def _local(source: ModelSource, config: HarnessConfig, where: str) -> Source:
-    path = locate_source(source)
+    path = locate_source(source, where)
     memo = (str(path), config.run.cache_dir)
     if memo not in _sources:
         table = None

@@ -9,9 +9,10 @@ dataclasses once (``harness.config.convert.to_typed``) and nothing downstream se
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -77,13 +78,11 @@ class CheckpointConfig:
 
     def __post_init__(self) -> None:
         if self.repo is None and self.path is None:
-            raise ValueError("a model.checkpoints entry needs `repo` (org/name) or `path`")
+            raise ValueError("needs `repo` (org/name) or `path`")
         if self.repo is not None and not _REPO_ID.fullmatch(self.repo):
-            raise ValueError(
-                f"model.checkpoints repo={self.repo!r} is not a Hub repo id (org/name)"
-            )
+            raise ValueError(f"repo={self.repo!r} is not a Hub repo id (org/name)")
         if not self.revision:
-            raise ValueError(f"model.checkpoints repo={self.repo}: revision is empty")
+            raise ValueError(f"repo={self.repo}: revision is empty")
 
     @property
     def is_gguf(self) -> bool:
@@ -95,6 +94,22 @@ class CheckpointConfig:
 
 # The Hub's repo id rule: a namespace and a name of letters, digits, '-', '_' and '.'.
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+
+
+def _checkpoint(name: str, value: Any) -> CheckpointConfig:
+    if isinstance(value, CheckpointConfig):
+        return value
+    where = f"model.checkpoints.{name}"
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a mapping (repo, revision, files, precision, path)")
+    valid = [f.name for f in fields(CheckpointConfig)]
+    unknown = sorted(set(value) - set(valid))
+    if unknown:
+        raise ValueError(f"{where} has unknown key {unknown[0]!r}; valid: {', '.join(valid)}")
+    try:
+        return CheckpointConfig(**value)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
 
 
 @dataclass
@@ -121,8 +136,17 @@ class ModelConfig:
     # not run until a source names its checkpoint.
     source: ModelSource | None = None
     hf_id: str | None = None  # upstream checkpoint, for provenance
-    # method -> its checkpoint (harness/artifacts/checkpoints.py picks one per cell)
-    checkpoints: dict[str, CheckpointConfig] = field(default_factory=dict)
+    # method -> its checkpoint (harness/artifacts/checkpoints.py picks one per cell). Typed
+    # Any for OmegaConf, which cannot add a new dataclass entry from the command line
+    # (+model.checkpoints.gptq.repo=...); __post_init__ makes every entry a CheckpointConfig.
+    checkpoints: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.checkpoints = {k: _checkpoint(k, v) for k, v in self.checkpoints.items()}
+
+    @property
+    def checkpoint_table(self) -> dict[str, CheckpointConfig]:
+        return {k: v for k, v in self.checkpoints.items() if isinstance(v, CheckpointConfig)}
     parameters: int | None = None
     architecture: ArchitectureConfig | None = None
 

@@ -47,9 +47,7 @@ def locate_source(source: ModelSource, where: str = "model.source") -> Path:
         if path.is_dir() and (path / "config.json").is_file():
             return path.resolve()
         if not path.is_file():
-            raise UserError(
-                f"{where}.path={source.path}: no such file or HF checkpoint directory"
-            )
+            raise UserError(f"{where}.path={source.path}: no such file or HF checkpoint directory")
         return path.resolve()
     assert source.package and source.file
     try:

@@ -147,6 +147,7 @@ class ModelConfig:
     @property
     def checkpoint_table(self) -> dict[str, CheckpointConfig]:
         return {k: v for k, v in self.checkpoints.items() if isinstance(v, CheckpointConfig)}
+
     parameters: int | None = None
     architecture: ArchitectureConfig | None = None
 

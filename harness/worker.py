@@ -29,6 +29,7 @@ from harness.config.schema import HarnessConfig
 from harness.measure.assemble import assemble
 from harness.measure.metadata import environment, gpu_info, usable_cpus
 from harness.measure.resources import ResourceMonitor, to_jsonl
+from harness.measure.roofline import roofline
 from harness.measure.session import Session
 from harness.metrics.equivalence import settings as effective_settings
 from harness.quality.evaluate import EvalOutput, EvalTask, FidelityInputs, run_eval
@@ -170,6 +171,11 @@ def run(cell_dir: Path, cfg: HarnessConfig, spec: dict[str, Any]) -> CellResult:
         metrics["model_file_bytes"] = float(artifact.file_bytes)
         metrics["model_bpw"] = artifact.bpw
         metrics["model_params"] = float(artifact.n_params)
+    found, missing, roof_tags = roofline(
+        cfg, None if external else artifact, measurement.records, metrics
+    )
+    metrics.update(found)
+    out.absent.update(missing)
     if not artifact.cache_hit and artifact.build_s is not None:
         # a cached entry keeps its original build time as provenance; only a build done
         # for this cell is this cell's cost
@@ -188,7 +194,7 @@ def run(cell_dir: Path, cfg: HarnessConfig, spec: dict[str, Any]) -> CellResult:
         absent={**out.absent, **quality.absent},
         problems=out.problems,
         flags=out.flags + quality.flags,
-        tags=quality.tags,
+        tags={**quality.tags, **roof_tags},
         versions=versions,
         settings=effective_settings(runner_settings, measurement.records),
         artifact=None if external else artifact,

@@ -49,6 +49,8 @@ PERFORMANCE = (
     Column("e2e p95 ms", "e2e_p95_s", ".0f", 1e3, ("e2e_p95_lo", "e2e_p95_hi")),
     Column("TTFT p50 ms", "ttft_p50_s", ".1f", 1e3),
     Column("e2e p50 ms", "e2e_p50_s", ".0f", 1e3),
+    # decode bytes/s as a share of the hardware's peak read bandwidth (docs/metrics.md)
+    Column("roofline %", "roofline", ".0f", 100),
 )
 MEMORY = (
     Column("peak tree RSS MiB", "peak_tree_rss_bytes", ".1f", 1 / MIB),

@@ -41,6 +41,7 @@ METRICS = {
     "predicted_peak_bytes": "memory.predicted_peak_bytes",
     "prediction_ratio": "memory.prediction_ratio",
     "bpw": "model_bpw",
+    "roofline": "roofline.efficiency",
     "weights_bytes": "model_file_bytes",
     "gpu_j_per_tok": "gpu_energy_per_output_token_j",
     "cpu_j_per_tok": "cpu_energy_per_output_token_j",

@@ -169,6 +169,11 @@ METRICS: Final[tuple[Metric, ...]] = (
     _m("model_params", "parameters", Kind.model, NONE, "Σ tensor elements of the file"),
     MODEL_BPW,
     _m("artifact_build_s", S, Kind.time, NONE, "time to build the file in this cell"),
+    # decode roofline (harness/metrics/roofline.py)
+    _m("roofline.bytes_per_step", B, M, NONE, "weights + concurrency × KV bytes at mean context"),
+    _m("roofline.achieved_bytes_s", "bytes/s", T, UP, "bytes per decode step × decode_tok_s"),
+    _m("roofline.peak_bytes_s", "bytes/s", T, NONE, "peak read bandwidth: datasheet or measured"),
+    _m("roofline.efficiency", ONE, Kind.ratio, UP, "achieved ÷ peak read bandwidth"),
     # memory prediction (harness/feasibility)
     _m("memory.predicted_weights_bytes", B, M, NONE, "predicted weight bytes"),
     _m("memory.predicted_kv_bytes", B, M, NONE, "predicted KV cache bytes"),
@@ -238,6 +243,8 @@ TAGS: Final[tuple[Tag, ...]] = (
     Tag("runtime.<k>", "runtime versions and build details"),
     Tag("absent.<m>", "why metric <m> was not measured"),
     Tag("artifact.<k>", "the model file's hash, type, recipe and tensor types"),
+    Tag("checkpoint.<k>", "where the source came from: entry, location, Hub repo and commit"),
+    Tag("roofline.peak_source", "where the peak bandwidth came from"),
     Tag("price.<k>", "the price snapshot behind the costs"),
     Tag("support.caveat", "it runs, but not as its name suggests"),
     Tag("memory.<k>", "the fit verdict and where the prediction came from"),

@@ -25,6 +25,8 @@ COLUMNS: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
     ("peak RSS MiB", names.PEAK_TREE_RSS.name, _num(".0f", 1 / 2**20)),
     ("bpw", names.MODEL_BPW.name, _num(".2f")),
     ("file MiB", names.MODEL_FILE.name, _num(".1f", 1 / 2**20)),
+    # decode bytes/s ÷ the hardware's peak read bandwidth (harness/metrics/roofline.py)
+    ("roofline %", "roofline.efficiency", _num(".0f", 100)),
     ("$/1M out", "cost_per_1m_output_tokens_usd", _num(".3f")),
 )
 

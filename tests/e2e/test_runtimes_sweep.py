@@ -65,6 +65,10 @@ def test_runtimes_side_by_side(harness_cli: HarnessRun, model_cache: Path, tmp_p
         assert c.data.metrics["model_bpw"] == pytest.approx(16.0, abs=0.01)  # the bf16 file
         assert c.data.metrics["model_params"] == 134515008
         assert tags["pkg.torch"].startswith("2.13.0") and tags["pkg.torchao"]
+        if (tags["harness.choice.method"], tags["harness.choice.precision"]) == ("none", "bf16"):
+            assert 0.001 < c.data.metrics["roofline.efficiency"] < 1  # the file's own dtype
+        else:  # cast or quantized at load: the file's bytes are not what decode reads
+            assert tags["absent.roofline.efficiency"].endswith("bytes in memory are not the file's")
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     for c in by_runtime["openai_server"]:
         m = c.data.metrics

@@ -19,9 +19,11 @@ METRIC_SECTIONS = (
     "Resources",
     "Cost",
     "Model file",
+    "Decode roofline",
     "Memory prediction",
 )
 UNITS = {
+    "_bytes_s": "bytes/s",
     "_tok_s": "tok/s",
     "_req_s": "req/s",
     "_s": "s",

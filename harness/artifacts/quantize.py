@@ -78,7 +78,10 @@ def plan(
     if precision == "f16" and (steps or source.file_type == "MOSTLY_F16"):
         return steps
     tool = quantizer(method)
-    version = metadata.version(tool.tool)
+    try:
+        version = metadata.version(tool.tool)
+    except metadata.PackageNotFoundError:  # the cell is blocked for it (support.py)
+        version = "absent"
     parent = steps[-1].key if steps else source_sha
     steps.append(
         Step(

@@ -337,6 +337,9 @@ class RunControl:
     sweep_id: str | None = None
     sweep_name: str | None = None
     report: bool = True  # build the report (HTML, Markdown, CSV) when a sweep ends
+    # the Dockerfile.gpu target this sweep is meant for (vllm, trtllm, llama_cpp, hf): refused
+    # outside that image, so a sweep pinned to an image never runs half-configured elsewhere
+    image: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout_s", "prepare_timeout_s"):

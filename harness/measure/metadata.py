@@ -6,6 +6,7 @@ runner inside the worker. No environment variables are recorded (they may hold s
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -38,6 +39,7 @@ TRACKED_PACKAGES = (
     "tensorrt-llm",
 )
 REPO_DIR = Path(__file__).resolve().parent.parent
+IMAGE_FACTS = "/etc/harness-image.json"  # written by docker/image_facts.py in Dockerfile.gpu
 
 
 def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:
@@ -135,6 +137,24 @@ def machine_identity() -> dict[str, Any]:
     return {"cpu": cpu_model(), "gpus": names, "driver": gpus.get("driver")}
 
 
+def image_facts() -> dict[str, Any] | None:
+    """What the image says about itself; None outside an image."""
+    name = os.environ.get("HARNESS_IMAGE")
+    if not name:
+        return None
+    path = Path(os.environ.get("HARNESS_IMAGE_FACTS", IMAGE_FACTS))
+    try:
+        facts = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        facts = {"error": f"{path}: {e}"}
+    return {
+        "name": name,
+        "base": os.environ.get("HARNESS_BASE_IMAGE", "unknown"),
+        "digest": os.environ.get("HARNESS_IMAGE_DIGEST") or None,
+        **facts,
+    }
+
+
 def environment() -> dict[str, Any]:
     """Full fingerprint written as environment.json with every cell."""
     vm = psutil.virtual_memory()
@@ -154,4 +174,5 @@ def environment() -> dict[str, Any]:
         "gpu": gpu_info(),
         "git": git_state(),
         "packages": package_versions(),
+        "image": image_facts(),
     }

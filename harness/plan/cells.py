@@ -22,6 +22,7 @@ from harness.config.convert import to_typed
 from harness.config.schema import AXES, HarnessConfig
 from harness.feasibility.support import missing_reason, required_packages
 from harness.feasibility.verdict import judge
+from harness.measure.image import check_host
 from harness.measure.metadata import machine_identity
 from harness.metrics.derive import ESTIMATOR_VERSION
 from harness.plan.cell import Cell, CheckpointPlan
@@ -125,7 +126,7 @@ def plan_cell(
     if not config.plan and (source is not None or unavailable):
         sha = source.sha256 if source is not None else checkpoint.key if checkpoint else ""
         key = cell_key(config, sha, runtime_versions(config), machine_identity())
-        blocked = unavailable or missing_reason(config, installed(config))
+        blocked = unavailable or check_host(config) or missing_reason(config, installed(config))
     return Cell(
         index=index,
         cell_id=cell_id(axis_choices, overrides),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.measure.image import image_tags
 from harness.metrics import names
 from harness.metrics.cost import price_tags
 from harness.metrics.derive import ESTIMATOR_VERSION
@@ -68,6 +69,7 @@ def environment_tags(env: dict[str, Any]) -> dict[str, str]:
     else:
         tags["gpu.absent"] = str(gpu.get("reason", "no GPU information"))
     tags.update({f"pkg.{k}": v for k, v in env.get("packages", {}).items()})
+    tags.update(image_tags(env.get("image"), gpu.get("cuda_driver")))
     return tags
 
 

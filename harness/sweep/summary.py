@@ -64,10 +64,23 @@ QUALITY_COLUMNS: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
 )
 
 
+# Shown when any cell ran on a GPU: device-wide and per-process VRAM (NVML), torch's own
+# allocator peak, energy per token, the lowest SM clock and the memory prediction held to them.
+GPU_COLUMNS: tuple[tuple[str, str, Callable[[float | None], str]], ...] = (
+    ("VRAM dev MiB", "gpu_peak_used_bytes", _num(".0f", 1 / 2**20)),
+    ("VRAM proc MiB", "gpu_peak_proc_bytes", _num(".0f", 1 / 2**20)),
+    ("torch peak MiB", "engine_torch_cuda_max_allocated_peak_bytes", _num(".0f", 1 / 2**20)),
+    ("J/tok", "gpu_energy_per_output_token_j", _num(".4f")),
+    ("SM MHz min", "sm_clock_min_mhz", _num(".0f")),
+    ("mem measured/predicted", "memory.prediction_ratio", _num(".2f")),
+)
+
+
 def summary_table(outcomes: Sequence[Outcome]) -> str:
     names, shared = short_ids([o.cell_id for o in outcomes])
     quality = any(o.verdict for o in outcomes)
-    columns = COLUMNS + QUALITY_COLUMNS if quality else COLUMNS
+    gpu = any("gpu_peak_used_bytes" in o.metrics for o in outcomes)
+    columns = COLUMNS + (GPU_COLUMNS if gpu else ()) + (QUALITY_COLUMNS if quality else ())
     header = [f"cell ({shared})" if shared else "cell", "status", *(c[0] for c in columns)]
     header += ["quality", "note"] if quality else ["note"]
     rows = []

@@ -88,9 +88,16 @@ def _describe(name: str, spec: CheckpointConfig) -> str:
 
 def _missing(model: ModelConfig, method: str, precision: str, fmt: ModelFormat) -> str:
     kind = "a GGUF file" if fmt is ModelFormat.gguf else "a checkpoint directory"
-    have = ", ".join(_describe(n, s) for n, s in sorted(model.checkpoint_table.items())) or "none"
+    table = model.checkpoint_table
+    have = ", ".join(_describe(n, s) for n, s in sorted(table.items())) or "none"
+    own = table.get(method)
+    if own is not None and own.files and fmt is ModelFormat.gguf:
+        hint = f"name its file with +model.checkpoints.{method}.files.{precision}=<file or glob>"
+    else:
+        hint = (
+            f"set model.checkpoints.{method}.path=... or model.checkpoints.{method}.repo=org/name"
+        )
     return (
         f"model {model.name} has no checkpoint for method={method} precision={precision} as "
-        f"{kind} (model.checkpoints has: {have}); set model.checkpoints.{method}.path=... "
-        f"or model.checkpoints.{method}.repo=org/name"
+        f"{kind} (model.checkpoints has: {have}); {hint}"
     )

@@ -117,11 +117,36 @@ HARNESS: list[tuple[str, list[str], int, list[str]]] = [
         ["this cell cannot run: predicted not to fit", "run.force_fit=true"],
     ),
     (
-        "no-source",
-        ["model=llama31_70b"],
+        "no-checkpoint",
+        ["model=mistral_7b", "runtime=hf", "method=gptq", "precision=int4"],
         2,
-        ["model Llama-3.1-70B-Instruct has no source", "model.source.path"],
+        [
+            "has no checkpoint for method=gptq precision=int4",
+            "model.checkpoints has: awq (int4), gguf (q4_k_m), none",
+        ],
     ),
+    (
+        "no-gguf-file",
+        ["model=qwen25_05b", "precision=q5_k_m"],
+        2,
+        [
+            "model.checkpoints has: gguf (q4_k_m, q8_0), none",
+            "+model.checkpoints.gguf.files.q5_k_m=",
+        ],
+    ),
+    (
+        "repo-id",
+        ["model=qwen25_05b", "model.checkpoints.none.repo=Qwen"],
+        2,
+        ["model.checkpoints.none: repo='Qwen' is not a Hub repo id (org/name)"],
+    ),
+    (
+        "checkpoint-key",
+        ["model=qwen25_05b", "+model.checkpoints.gguf.revison=main"],
+        2,
+        ["model.checkpoints.gguf has unknown key 'revison'; valid: repo, revision"],
+    ),
+    ("image", ["run.image=vllm"], 2, ["run.image=vllm", "outside a harness image"]),
     # the environment: paths and stores
     (
         "model-path",

@@ -130,3 +130,18 @@ def test_the_image_is_recorded_from_what_it_says_about_itself(
     assert tags["image.cuda_compat"].startswith("image built for CUDA 12.9 on a CUDA 12.4")
     monkeypatch.setenv("HARNESS_IMAGE_DIGEST", "harness-gpu@sha256:" + "a" * 64)
     assert image_tags(image_facts(), "12.9")["image.digest"].endswith("a" * 64)
+
+
+def test_the_gpu_check_script_parses_and_refuses_a_machine_without_a_driver(
+    tmp_path: Path,
+) -> None:
+    script = REPO / "scripts" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], timeout=30).returncode == 0
+    r = subprocess.run(
+        ["bash", str(script)], capture_output=True, text=True, timeout=30,
+        env={"PATH": str(tmp_path)},  # no nvidia-smi there
+    )  # fmt: skip
+    assert (r.returncode, r.stderr.strip()) == (
+        2,
+        "error: nvidia-smi not found: the GPU check needs an NVIDIA GPU and its driver",
+    )

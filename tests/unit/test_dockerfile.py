@@ -135,11 +135,16 @@ def test_the_image_is_recorded_from_what_it_says_about_itself(
 def test_the_gpu_check_script_parses_and_refuses_a_machine_without_a_driver(
     tmp_path: Path,
 ) -> None:
+    import shutil
+
     script = REPO / "scripts" / "gpu_check.sh"
-    assert subprocess.run(["bash", "-n", str(script)], timeout=30).returncode == 0
+    bash, dirname = shutil.which("bash"), shutil.which("dirname")
+    assert bash and dirname
+    assert subprocess.run([bash, "-n", str(script)], timeout=30).returncode == 0
+    (tmp_path / "dirname").symlink_to(dirname)  # the only command on PATH: no nvidia-smi
     r = subprocess.run(
-        ["bash", str(script)], capture_output=True, text=True, timeout=30,
-        env={"PATH": str(tmp_path)},  # no nvidia-smi there
+        [bash, str(script)], capture_output=True, text=True, timeout=30,
+        env={"PATH": str(tmp_path)},
     )  # fmt: skip
     assert (r.returncode, r.stderr.strip()) == (
         2,

@@ -240,7 +240,7 @@ class LlamaCppRunner:
                 f"({request.max_new_tokens}) exceeds runtime.n_ctx={self.config.n_ctx}"
             )
         # Without reset() generate() reuses a matching prompt prefix and skips the prefill.
-        llm.reset()  # type: ignore[no-untyped-call]
+        llm.reset()
         # generate() never stops at EOS by itself (the completion API does), so the length is
         # exactly max_new_tokens; greedy via top_k=1 and temperature 0.
         tokens = llm.generate(
@@ -261,7 +261,7 @@ class LlamaCppRunner:
         llm = self.llm
         if not 0 < len(ids) <= self.config.n_ctx:
             raise ValueError(f"{len(ids)} tokens: need 1..runtime.n_ctx={self.config.n_ctx}")
-        llm.reset()  # type: ignore[no-untyped-call]
+        llm.reset()
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)  # positions restart at 0: drop every cached one
         n_vocab = llm.n_vocab()
         rows = []
@@ -286,7 +286,7 @@ class LlamaCppRunner:
         """Greedy, stops at EOS / end of turn; the completion API shortens ``max_tokens`` to
         what fits in n_ctx and raises when the prompt alone does not fit."""
         llm = self.llm
-        llm.reset()  # type: ignore[no-untyped-call]
+        llm.reset()
         greedy: dict[str, Any] = {
             "temperature": 0.0,
             "top_k": 1,

@@ -245,6 +245,7 @@ TAGS: Final[tuple[Tag, ...]] = (
     Tag("artifact.<k>", "the model file's hash, type, recipe and tensor types"),
     Tag("checkpoint.<k>", "where the source came from: entry, location, Hub repo and commit"),
     Tag("roofline.peak_source", "where the peak bandwidth came from"),
+    Tag("image.<k>", "the Dockerfile.gpu image: target, base, digest, CUDA, packages"),
     Tag("price.<k>", "the price snapshot behind the costs"),
     Tag("support.caveat", "it runs, but not as its name suggests"),
     Tag("memory.<k>", "the fit verdict and where the prediction came from"),

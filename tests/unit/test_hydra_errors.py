@@ -31,8 +31,8 @@ def test_unknown_option_lists_choices_and_closest() -> None:
 def test_unknown_sweep() -> None:
     line = error_line("+sweep=135m_ggfu")
     assert line == (
-        "+sweep=135m_ggfu is not a valid choice; choose one of: 135m_gguf, 135m_runtimes, 70b_int4 "
-        "(did you mean '135m_gguf'?)"
+        "+sweep=135m_ggfu is not a valid choice; choose one of: 135m_gguf, 135m_runtimes, "
+        "70b_int4, gpu_check (did you mean '135m_gguf'?)"
     )
 
 

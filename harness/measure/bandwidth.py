@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import psutil
 
+from harness.measure.metadata import cpu_model, usable_cpus
 from harness.results.locks import exclusive
 from harness.results.result import write_json_atomic
 
@@ -37,20 +37,9 @@ class Bandwidth:
 
 
 def fingerprint() -> str:
-    cpu = _cpu_model()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    blob = json.dumps([cpu, cores, psutil.virtual_memory().total, platform.machine(), VERSION])
+    facts = [cpu_model(), usable_cpus(), psutil.virtual_memory().total, platform.machine()]
+    blob = json.dumps([*facts, VERSION])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure_read(threads: int, array_bytes: int = ARRAY_BYTES, trials: int = TRIALS) -> float:
@@ -78,11 +67,11 @@ def host_bandwidth(cache_dir: Path) -> Bandwidth:
     with exclusive(path.with_suffix(".lock")):
         if path.is_file():
             return Bandwidth(**json.loads(path.read_text()))
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        threads = usable_cpus()
         value = measure_read(threads)
         source = (
             f"measured: numpy float64 sum over {ARRAY_BYTES >> 20} MiB, {threads} threads, "
-            f"best of {TRIALS}, on {_cpu_model()} ({time.strftime('%Y-%m-%d')})"
+            f"best of {TRIALS}, on {cpu_model()} ({time.strftime('%Y-%m-%d')})"
         )
         found = Bandwidth(value, source, host)
         write_json_atomic(path, asdict(found))

@@ -7,6 +7,7 @@ the user set HYDRA_FULL_ERROR to debug. A user error is never shown as a traceba
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -61,6 +62,20 @@ def _null_parent(e: BaseException) -> str | None:
     )
 
 
+# The Hub client logs every HTTP request at INFO (noise on the console and in Hydra's log
+# file), and warns about what the harness then says in its own one line.
+QUIET_LOGGERS = {
+    "httpx": logging.WARNING,
+    "httpx2": logging.WARNING,
+    "huggingface_hub": logging.ERROR,
+}
+
+
+def _quiet_http_clients() -> None:
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+
+
 def main() -> None:
     debug = bool(os.environ.get("HYDRA_FULL_ERROR"))
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -68,6 +83,7 @@ def main() -> None:
     # before Hydra sees argv: it writes every override into files
     sys.argv[1:] = move_credentials(sys.argv[1:], os.environ)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    _quiet_http_clients()
     task = HarnessTask()
     try:
         hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(task)()

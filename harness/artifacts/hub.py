@@ -146,9 +146,18 @@ def offline() -> bool:
 _resolved: dict[tuple[str, str, tuple[str, ...]], Resolved] = {}
 
 
+def _quiet() -> None:
+    """The Hub client's warnings (e.g. no file matched) are said here in one line instead;
+    its download progress bars stay."""
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+
+
 def resolve(repo: str, revision: str, patterns: tuple[str, ...], where: str) -> Resolved:
     """The checkpoint's commit and files (remembered per process). ``where`` names the config
     entry in messages, e.g. ``model.checkpoints.awq``."""
+    _quiet()
     memo = (repo, revision, patterns)
     if memo not in _resolved:
         found = None if offline() else _resolve_online(repo, revision, patterns, where)
@@ -161,30 +170,21 @@ def _resolve_online(
 ) -> Resolved | None:
     """Through the Hub; None when the Hub cannot be reached (the cache is tried next)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
         infos = snapshot_download(
-            repo, revision=revision, allow_patterns=list(patterns), dry_run=True
+            repo,
+            revision=revision,
+            allow_patterns=list(patterns),
+            dry_run=True,
+            tqdm_class=_silent_tqdm(),  # nothing moves in a dry run: no progress bar
         )
-    except GatedRepoError:
-        raise UserError(_gated(repo, where)) from None
-    except RevisionNotFoundError:
-        raise UserError(
-            f"{where}.revision={revision}: {repo} has no such branch, tag or commit"
-        ) from None
-    except RepositoryNotFoundError:
-        raise UserError(
-            f"{where}.repo={repo}: no such model on the Hub, or it is private (set HF_TOKEN "
-            "to a token that can read it)"
-        ) from None
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError):
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
+        # a dry run wraps what went wrong (DryRunError from the real cause): look through it
+        for error in (e, e.__cause__, e.__context__):
+            if error is not None:
+                _refuse(error, repo, revision, where)
         return None  # unreachable, or the Hub failed: the cache may still hold it
     assert isinstance(infos, list)
     files = tuple(sorted((HubFile(i.filename, i.file_size, i.is_cached) for i in infos), key=_name))
@@ -217,6 +217,37 @@ def _resolve_cached(repo: str, revision: str, patterns: tuple[str, ...], where: 
         )
     files = tuple(HubFile(n, (folder / n).stat().st_size, True) for n in chosen)
     return Resolved(repo, revision, folder.name, patterns, files, str(folder), False)
+
+
+def _silent_tqdm() -> Any:
+    from huggingface_hub.utils.tqdm import tqdm
+
+    class Silent(tqdm):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "disable": True})  # type: ignore[no-untyped-call]
+
+    return Silent
+
+
+def _refuse(error: BaseException, repo: str, revision: str, where: str) -> None:
+    """UserError for what the Hub says is wrong with the configuration; else nothing."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(error, GatedRepoError):  # (a RepositoryNotFoundError too: first)
+        raise UserError(_gated(repo, where)) from None
+    if isinstance(error, RevisionNotFoundError):
+        raise UserError(
+            f"{where}.revision={revision}: {repo} has no such branch, tag or commit"
+        ) from None
+    if isinstance(error, RepositoryNotFoundError):
+        raise UserError(
+            f"{where}.repo={repo}: no such model on the Hub, or it is private (set HF_TOKEN "
+            "to a token that can read it)"
+        ) from None
 
 
 def _name(f: HubFile) -> str:
@@ -257,6 +288,7 @@ def download(resolved: Resolved, where: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError
 
+    _quiet()
     need = resolved.missing_bytes
     if need and need > free_bytes():
         raise HubUnavailable(

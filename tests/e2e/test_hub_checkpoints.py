@@ -70,3 +70,44 @@ def test_hub_checkpoints_resolved_offline_are_measured_and_keyed_by_commit(
     assert hf_tags["artifact.file_type"] == "BF16"
     written = [p for p in tmp_path.rglob("*") if p.is_file() and hub not in p.parents]
     assert len(written) > 20 and not [p for p in written if secret.encode() in p.read_bytes()]
+
+
+def test_a_checkpoint_is_downloaded_once_in_the_prepare_step_and_shared(
+    harness_cli: HarnessRun, model_cache: Path, tmp_path: Path, smollm_gguf: Path
+) -> None:
+    """Online, through huggingface_hub against a loopback stand-in for the Hub: two cells on
+    one checkpoint, one download (with the Hub's progress bar), both keyed by its commit."""
+    from tests.hub_server import FakeHub, Repo
+
+    commit = commit_of("smol")
+    fake = FakeHub({"org/smol-gguf": Repo(commit, {"smol-q4_1.gguf": smollm_gguf})})
+    url = fake.start()
+    env = {"HF_ENDPOINT": url, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "0"}
+    env["TQDM_POSITION"] = "-1"  # the Hub's bars show on a terminal; force them off one
+    try:
+        r = harness_cli(
+            "hydra.mode=MULTIRUN",
+            "model=smollm2_135m_hub",
+            "+model.checkpoints.gguf={repo: org/smol-gguf, files: {q4_1: '*q4_1.gguf'}}",
+            "runtime=llama_cpp",
+            "method=gguf",
+            "precision=q4_1",
+            "workload=tiny",
+            "workload.repetitions=1,2",
+            cache_dir=model_cache,
+            env=env,
+        )
+    finally:
+        fake.stop()
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert dict(fake.downloads) == {"org/smol-gguf/smol-q4_1.gguf": 1}
+    assert "Download complete" in r.stderr  # huggingface_hub's own progress bar
+    cells = children(mlflow_runs(tmp_path))
+    assert len(cells) == 2
+    for cell in cells:
+        tags = cell.data.tags
+        assert tags["harness.validity"] == "VALID", tags.get("harness.invalid_reasons")
+        assert (tags["checkpoint.repo"], tags["checkpoint.commit"]) == ("org/smol-gguf", commit)
+        assert tags["checkpoint.bytes"] == str(smollm_gguf.stat().st_size)
+    snapshot = tmp_path / "hub" / "models--org--smol-gguf" / "snapshots" / commit
+    assert (snapshot / "smol-q4_1.gguf").stat().st_size == smollm_gguf.stat().st_size
